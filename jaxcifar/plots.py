@@ -1,0 +1,130 @@
+"""Every figure jaxcifar draws, from arrays and run files.
+
+Figures are built with matplotlib's object API (`matplotlib.figure.Figure`, no
+pyplot state and no backend switch, so notebooks keep their inline backend),
+written atomically as PNG, and returned so a notebook can show them. This module
+never imports `train`: it draws what runs have recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from jaxcifar.records import atomic_open
+
+DPI = 120
+
+
+def save(fig: Figure, path: str | os.PathLike) -> Figure:
+    """Writes `fig` as a PNG atomically (folders created) and returns it."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
+    return fig
+
+
+def augmented_samples(
+    originals: np.ndarray,
+    copies: np.ndarray,
+    labels: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "",
+) -> Figure:
+    """One row per image: the original, then its augmented copies.
+
+    Args:
+      originals: uint8[N, 32, 32, 3].
+      copies: float[N, K, 32, 32, 3] in [0, 1] (denormalised augmentations).
+      labels: N class names.
+    """
+    n, k = copies.shape[:2]
+    fig = Figure(figsize=(1.3 * (k + 1), 1.35 * n + 0.4), layout="constrained")
+    axes = fig.subplots(n, k + 1, squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(originals[i])
+        axes[i, 0].set_ylabel(labels[i], rotation=0, ha="right", va="center", fontsize=9)
+        for j in range(k):
+            axes[i, j + 1].imshow(copies[i, j])
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("original", fontsize=9)
+    for j in range(k):
+        axes[0, j + 1].set_title(f"augmented {j + 1}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def one_cycle(
+    lrs: Sequence[float],
+    steps_per_epoch: int,
+    path: str | os.PathLike,
+    title: str = "One-cycle learning rate",
+) -> Figure:
+    """LR against step, with epochs marked on a second axis; peak and ends labelled."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    steps = np.arange(len(lrs))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    ax.plot(steps, lrs, color="tab:blue", lw=2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_xlim(0, max(len(lrs) - 1, 1))
+    ax.set_ylim(0, lrs.max() * 1.15)
+    ax.grid(alpha=0.3)
+    peak = int(np.argmax(lrs))
+    for step, text, ha in (
+        (0, f"start {lrs[0]:.4g}", "left"),
+        (peak, f"peak {lrs[peak]:.4g}\nstep {peak} (epoch {peak / steps_per_epoch:.3g})", "center"),
+        (len(lrs) - 1, f"end {lrs[-1]:.4g}", "right"),
+    ):
+        ax.plot([step], [lrs[step]], "o", color="tab:red")
+        ax.annotate(text, (step, lrs[step]), textcoords="offset points", xytext=(0, 8), ha=ha, fontsize=9)
+    top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+    top.set_xlabel("epoch")
+    epochs = len(lrs) / steps_per_epoch
+    if epochs <= 40:
+        top.set_xticks(np.arange(0, int(np.floor(epochs)) + 1))
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
+    """Train and test accuracy per epoch (history keys: train_accuracy, test_accuracy)."""
+    epochs = np.arange(1, len(history["train_accuracy"]) + 1)
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
+        values = 100 * np.asarray(history[key], dtype=np.float64)
+        ax.plot(epochs, values, "o-", ms=3, label=f"{label} (best {np.nanmax(values):.2f}%)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "Accuracy per epoch")
+    return save(fig, path)
+
+
+def loss_accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
+    """The 2x2 figure: train loss, train accuracy, test loss, test accuracy per epoch."""
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    fig = Figure(figsize=(11, 7.5))
+    axes = fig.subplots(2, 2)
+    panels = (
+        ("train_loss", "Training loss", 1.0),
+        ("train_accuracy", "Training accuracy (%)", 100.0),
+        ("test_loss", "Test loss", 1.0),
+        ("test_accuracy", "Test accuracy (%)", 100.0),
+    )
+    for ax, (key, name, scale) in zip(axes.flat, panels):
+        ax.plot(epochs, scale * np.asarray(history[key], dtype=np.float64), "o-", ms=3)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)

@@ -1,0 +1,104 @@
+"""Results as data: atomic files, JSON, and where a result came from.
+
+Every file jaxcifar writes (caches, checkpoints, JSON, figures) goes through
+`atomic_open`: it is written to a temporary file in the same folder and renamed
+into place, so a crash or Ctrl-C never leaves half a file under the real name.
+`provenance()` records the command, library versions and hardware that every
+results JSON carries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Opens a temporary file next to `path`; renames it to `path` on success.
+
+    On an exception the temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Writes `obj` as indented JSON, atomically. NaN/inf are written as null."""
+    with atomic_open(path, "w") as f:
+        json.dump(_finite(obj), f, indent=2)
+        f.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: map non-finite floats (and NumPy scalars) to plain values."""
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    return obj
+
+
+def command_line() -> str:
+    """The command that started this process, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(".py") and "/jaxcifar/" in argv[0]:
+        argv[0] = "python -m jaxcifar." + Path(argv[0]).stem
+    elif argv and argv[0] == "-m":
+        argv[0] = "python -m"
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def provenance() -> dict[str, Any]:
+    """Command, library versions and hardware, for every results JSON."""
+    import jax  # lazy: keeps this module importable by the NumPy-only modules
+
+    versions = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "albumentations"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    devices = jax.devices()
+    return {
+        "command": command_line(),
+        "versions": versions,
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "host": {"machine": platform.machine(), "cpu_count": os.cpu_count(), "system": platform.system()},
+    }

@@ -1,0 +1,82 @@
+"""Host augmentation throughput: numpy vs albumentations, one thread vs all cores.
+
+    python scripts/benchmark_augment.py [--data PATH] [--batches 40] [--json out.json]
+
+Takes about 30 s on a 2-core CPU. Images/s are measured through `BatchLoader`,
+the path training uses (shuffle, gather, augment, normalise, prefetch), on real
+CIFAR-10 when --data is given and on random uint8 images otherwise (the work
+does not depend on the pixel values). All figures come from one run, so their
+ratios are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from jaxcifar.augment import AUGMENTERS, BatchLoader
+
+
+def loader_throughput(images, labels, augment: str, workers: int, batches: int, batch_size: int = 512) -> float:
+    """Images/s of `batches` augmented training batches through BatchLoader."""
+    loader = BatchLoader(images, labels, batch_size, train=True, augment=augment, workers=workers, prefetch=2 * workers)
+    batches = min(batches, len(loader))
+    it = loader.epoch(0)
+    next(it)  # warm-up: thread start, first allocation
+    start = time.perf_counter()
+    for _ in range(batches - 1):
+        next(it)
+    elapsed = time.perf_counter() - start
+    it.close()
+    return (batches - 1) * batch_size / elapsed
+
+
+def measure(images, labels, batches: int) -> list[dict]:
+    cores = os.cpu_count() or 1
+    rows = []
+    for augment in AUGMENTERS:
+        # albumentations is ~5x slower: fewer batches keep the run short.
+        n = batches if augment == "numpy" else max(4, batches // 4)
+        for workers in sorted({1, cores}):
+            rate = loader_throughput(images, labels, augment, workers, n)
+            rows.append({"augment": augment, "workers": workers, "images_per_s": round(rate)})
+    return rows
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=None, help="CIFAR-10 source (default: random images)")
+    parser.add_argument("--batches", type=int, default=40, help="batches of 512 per numpy measurement")
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.data:
+        from jaxcifar.data import load_cifar10
+
+        ds = load_cifar10(args.data)
+        images, labels, source = ds.train_images, ds.train_labels, ds.source
+    else:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (50_000, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, 50_000).astype(np.int32)
+        source = "random uint8 images"
+    rows = measure(images, labels, args.batches)
+    base = rows[0]["images_per_s"]
+    print(f"host augmentation, batches of 512, {source}, {os.cpu_count()} cores")
+    print(f"{'path':<16}{'threads':>8}{'images/s':>12}{'vs numpy x1':>13}")
+    for r in rows:
+        print(f"{r['augment']:<16}{r['workers']:>8}{r['images_per_s']:>12,}{r['images_per_s'] / base:>12.2f}x")
+    result = {"command": " ".join(["python"] + sys.argv), "source": source, "cpu_count": os.cpu_count(), "rows": rows}
+    if args.json:
+        from jaxcifar.records import write_json
+
+        write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
