@@ -277,13 +277,16 @@ class BatchLoader:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m jaxcifar.augment --out figures/augmented_samples.png`: the sample grid."""
-    from jaxcifar import data as data_lib, plots
+    from jaxcifar import data as data_lib
+    from jaxcifar import plots
 
     parser = argparse.ArgumentParser(
         prog="python -m jaxcifar.augment",
         description="Draw training images beside augmented copies of them.",
     )
-    parser.add_argument("--data", default=None, help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA or download)")
+    parser.add_argument(
+        "--data", default=None, help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA or download)"
+    )
     parser.add_argument("--data-dir", default=None, help="tfds data_dir, or where --data download keeps the archive")
     parser.add_argument("--augment", choices=AUGMENTERS, default="numpy", help="implementation (default: numpy)")
     parser.add_argument("--flip-prob", type=float, default=0.5, help="horizontal flip probability (default: 0.5)")

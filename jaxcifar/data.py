@@ -97,9 +97,7 @@ class CIFAR10:
         for split in ("train", "test"):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
-                raise ValueError(
-                    f"{split} images must be uint8[N, 32, 32, 3], got {images.dtype}{list(images.shape)}"
-                )
+                raise ValueError(f"{split} images must be uint8[N, 32, 32, 3], got {images.dtype}{list(images.shape)}")
             if labels.shape != (len(images),):
                 raise ValueError(f"{split} labels must have shape ({len(images)},), got {labels.shape}")
 
@@ -417,8 +415,7 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> b
         return tar.extractfile(member).read()
     except (tarfile.ReadError, EOFError, zlib.error, OSError) as e:
         raise ValueError(
-            f"{path} is truncated or corrupt (reading {member.name} failed: {e}). "
-            "Download or create it again."
+            f"{path} is truncated or corrupt (reading {member.name} failed: {e}). Download or create it again."
         ) from e
 
 
@@ -477,8 +474,11 @@ def _cache_key(path: Path) -> str:
     """Changes when the source's path, size or modification time change."""
     path = path.resolve()
     if path.is_dir():
-        stats = [(p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                 for p in sorted(path.rglob("*")) if p.is_file()]
+        stats = [
+            (p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        ]
     else:
         st = path.stat()
         stats = [(st.st_size, st.st_mtime_ns)]
@@ -494,8 +494,12 @@ def _cached(path: Path, cache_dir: Path, read: Callable[[], CIFAR10]) -> CIFAR10
         try:
             with np.load(file, allow_pickle=False) as z:
                 return CIFAR10(
-                    z["train_images"], z["train_labels"], z["test_images"], z["test_labels"],
-                    tuple(str(c) for c in z["class_names"]), str(z["source"]),
+                    z["train_images"],
+                    z["train_labels"],
+                    z["test_images"],
+                    z["test_labels"],
+                    tuple(str(c) for c in z["class_names"]),
+                    str(z["source"]),
                 )
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # an unreadable cache is rebuilt below

@@ -43,10 +43,10 @@ DEFAULT_WIDTH = 64
 # with the titles figures give them. (A sown name cannot repeat a submodule's.)
 GRADCAM_LAYERS = ("layer1_out", "res1_out", "layer3_out", "res2_out")
 LAYER_TITLES = {
-        "layer1_out": "Layer1 (X + R1)",
-        "res1_out": "R1",
-        "layer3_out": "Layer3 (X + R2)",
-        "res2_out": "R2",
+    "layer1_out": "Layer1 (X + R1)",
+    "res1_out": "R1",
+    "layer3_out": "Layer3 (X + R2)",
+    "res2_out": "R2",
 }
 
 # U(-1/sqrt(fan_in), +1/sqrt(fan_in)): variance_scaling draws from
@@ -64,22 +64,22 @@ class ConvBN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = nn.Conv(
-                self.features,
-                (3, 3),
-                padding=((1, 1), (1, 1)),
-                use_bias=False,
-                kernel_init=torch_default_init,
-                dtype=self.dtype,
-                name="conv",
+            self.features,
+            (3, 3),
+            padding=((1, 1), (1, 1)),
+            use_bias=False,
+            kernel_init=torch_default_init,
+            dtype=self.dtype,
+            name="conv",
         )(x)
         if self.pool:
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = nn.BatchNorm(
-                use_running_average=not train,
-                momentum=0.9,
-                epsilon=1e-5,
-                dtype=self.dtype,
-                name="bn",
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=self.dtype,
+            name="bn",
         )(x)
         return nn.relu(x)
 
@@ -150,11 +150,11 @@ class ResNet9(nn.Module):
         # Global max-pool over what is left (4x4 for 32x32 inputs).
         x = jnp.max(x, axis=(1, 2))
         x = nn.Dense(
-                self.num_classes,
-                use_bias=False,
-                kernel_init=torch_default_init,
-                dtype=jnp.float32,
-                name="fc",
+            self.num_classes,
+            use_bias=False,
+            kernel_init=torch_default_init,
+            dtype=jnp.float32,
+            name="fc",
         )(x.astype(jnp.float32))
         return x * self.logit_scale
 
@@ -198,9 +198,7 @@ def summary(model: ResNet9) -> str:
     # Eager on purpose: the captured dict keeps call order (a jit or eval_shape
     # round trip would sort its keys).
     variables = model.init(jax.random.key(0), dummy, train=False)
-    _, state = model.apply(
-        variables, dummy, train=False, capture_intermediates=True, mutable=["intermediates"]
-    )
+    _, state = model.apply(variables, dummy, train=False, capture_intermediates=True, mutable=["intermediates"])
     params = variables["params"]
     rows: list[tuple[str, str, tuple[int, ...], int]] = []
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from jaxcifar.records import atomic_open
 
@@ -68,12 +69,12 @@ def one_cycle(
     """LR against step, with epochs marked on a second axis; peak and ends labelled."""
     lrs = np.asarray(lrs, dtype=np.float64)
     steps = np.arange(len(lrs))
-    fig = Figure(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
     ax.plot(steps, lrs, color="tab:blue", lw=2)
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
-    ax.set_xlim(0, max(len(lrs) - 1, 1))
+    ax.set_xlim(0, len(lrs))  # to the end of the last epoch
     ax.set_ylim(0, lrs.max() * 1.15)
     ax.grid(alpha=0.3)
     peak = int(np.argmax(lrs))
@@ -96,12 +97,13 @@ def one_cycle(
 def accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
     """Train and test accuracy per epoch (history keys: train_accuracy, test_accuracy)."""
     epochs = np.arange(1, len(history["train_accuracy"]) + 1)
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
         values = 100 * np.asarray(history[key], dtype=np.float64)
         ax.plot(epochs, values, "o-", ms=3, label=f"{label} (best {np.nanmax(values):.2f}%)")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -112,7 +114,7 @@ def accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, ti
 def loss_accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
     """The 2x2 figure: train loss, train accuracy, test loss, test accuracy per epoch."""
     epochs = np.arange(1, len(history["train_loss"]) + 1)
-    fig = Figure(figsize=(11, 7.5))
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
     axes = fig.subplots(2, 2)
     panels = (
         ("train_loss", "Training loss", 1.0),
@@ -124,7 +126,125 @@ def loss_accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLik
         ax.plot(epochs, scale * np.asarray(history[key], dtype=np.float64), "o-", ms=3)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
+    return save(fig, path)
+
+
+def lr_range(
+    lrs: np.ndarray,
+    loss: np.ndarray,
+    smoothed_loss: np.ndarray,
+    acc: np.ndarray,
+    smoothed_acc: np.ndarray,
+    *,
+    lr_min: float,
+    lr_max: float,
+    suggestions: Mapping[str, float],
+    rule: str,
+    path: str | os.PathLike,
+) -> Figure:
+    """Loss and accuracy against LR (log axis), raw and smoothed, LR_MIN/LR_MAX marked."""
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    panels = (
+        (ax_loss, loss, smoothed_loss, "training loss", 1.0),
+        (ax_acc, acc, smoothed_acc, "training accuracy (%)", 100.0),
+    )
+    for ax, raw, smoothed, name, scale in panels:
+        ax.plot(lrs, scale * raw, color="tab:blue", alpha=0.25, lw=1, label="per batch")
+        ax.plot(lrs, scale * smoothed, color="tab:blue", lw=2, label="smoothed")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3, which="both")
+        for value, text, color in ((lr_min, "LR_MIN", "tab:green"), (lr_max, "LR_MAX", "tab:red")):
+            ax.axvline(value, color=color, ls="--", lw=1.5)
+            ax.annotate(
+                f"{text}\n{value:.4g}",
+                (value, 0.97),
+                xycoords=("data", "axes fraction"),
+                color=color,
+                ha="right",
+                va="top",
+                fontsize=9,
+                xytext=(-3, 0),
+                textcoords="offset points",
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+            )
+        for name_, value in suggestions.items():
+            if name_ != rule:
+                ax.axvline(value, color="gray", ls=":", lw=1)
+                ax.annotate(
+                    name_,
+                    (value, 0.02),
+                    xycoords=("data", "axes fraction"),
+                    color="gray",
+                    rotation=90,
+                    ha="right",
+                    va="bottom",
+                    fontsize=8,
+                )
+        ax.legend(loc="center left", fontsize=8)
+    # Divergence makes the last losses huge: keep the interesting part in view.
+    finite = smoothed_loss[np.isfinite(smoothed_loss)]
+    if finite.size:
+        ax_loss.set_ylim(0, min(float(np.nanmax(loss[np.isfinite(loss)])), 2.5 * float(finite[0])) * 1.05)
+    ax_loss.set_title("Loss against learning rate")
+    ax_acc.set_title(f"Accuracy against learning rate (rule: {rule})")
+    return save(fig, path)
+
+
+def image_grid(
+    images: np.ndarray, titles: Sequence[str], path: str | os.PathLike, title: str = "", columns: int = 5
+) -> Figure:
+    """A grid of images (float [0, 1] or uint8, [N, H, W, 3]) with a title each."""
+    n = len(images)
+    rows = -(-n // columns)
+    fig = Figure(figsize=(2.1 * columns, 2.3 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, text in zip(axes.flat, images, titles):
+        ax.imshow(image)
+        ax.set_title(text, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)
+
+
+def gradcam_grid(
+    images: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    titles: Sequence[str],
+    layer_titles: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "",
+    alpha: float = 0.5,
+) -> Figure:
+    """One row per image: the image, then each layer's Grad-CAM over it (jet, alpha 0.5).
+
+    Args:
+      images: float[N, H, W, 3] in [0, 1].
+      maps: {layer: float[N, H, W]} in [0, 1], in column order.
+      titles: N row titles ("predicted / actual").
+      layer_titles: a column title per layer.
+    """
+    n, k = len(images), len(maps)
+    fig = Figure(figsize=(1.9 * (k + 1), 1.95 * n + 0.5), layout="constrained")
+    axes = fig.subplots(n, k + 1, squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i])
+        axes[i, 0].set_title(titles[i], fontsize=8)
+        for j, cams in enumerate(maps.values()):
+            axes[i, j + 1].imshow(images[i])
+            axes[i, j + 1].imshow(cams[i], cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+            if i == 0:
+                axes[i, j + 1].set_title(layer_titles[j], fontsize=9)
+        for ax in axes[i]:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return save(fig, path)

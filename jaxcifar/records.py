@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import shlex
@@ -68,19 +69,22 @@ def _finite(obj: Any) -> Any:
         return [_finite(v) for v in obj]
     if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
         obj = obj.item()
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
 
 
 def command_line() -> str:
     """The command that started this process, as a user would type it."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(".py") and "/jaxcifar/" in argv[0]:
-        argv[0] = "python -m jaxcifar." + Path(argv[0]).stem
-    elif argv and argv[0] == "-m":
-        argv[0] = "python -m"
-    return " ".join(shlex.quote(a) for a in argv)
+    program, *args = sys.argv or [""]
+    path = Path(program)
+    if path.suffix == ".py" and path.parent.name == "jaxcifar":
+        head = f"python -m jaxcifar.{path.stem}"
+    elif path.suffix == ".py":
+        head = f"python {shlex.quote(program)}"
+    else:
+        head = shlex.quote(program)
+    return " ".join([head, *(shlex.quote(a) for a in args)])
 
 
 def provenance() -> dict[str, Any]:

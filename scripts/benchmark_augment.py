@@ -12,7 +12,6 @@ ratios are comparable.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -20,3 +20,15 @@ def real_cifar(tmp_path_factory):
 
     cache = os.environ.get("JAXCIFAR_CACHE") or tmp_path_factory.mktemp("cache")
     return load_cifar10(REAL_DATA, cache_dir=cache)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """A persistent XLA cache for this session: the many tiny runs compile the
+    same programs (new Python callables each time, same HLO), so all but the
+    first hit the cache."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    yield

@@ -62,7 +62,10 @@ def test_pad_crop_flip_match_numpy_reflect_pad(flip_prob):
             (y, x)
             for y in range(9)
             for x in range(9)
-            if np.array_equal(out[i], (padded[i, y : y + 32, x : x + 32, :][:, ::-1] if flip_prob else padded[i, y : y + 32, x : x + 32]))
+            if np.array_equal(
+                out[i],
+                (padded[i, y : y + 32, x : x + 32, :][:, ::-1] if flip_prob else padded[i, y : y + 32, x : x + 32]),
+            )
         ]
         assert len(matches) >= 1, f"image {i} is not a crop of the reflect-padded image"
 

@@ -1,9 +1,6 @@
 """Tests for jaxcifar.data: every source, the cache, subsets and every error path."""
 
-import gzip
 import hashlib
-import io
-import os
 import pickle
 import tarfile
 import time
@@ -94,7 +91,10 @@ def test_official_archive_reads_batches_in_order(tmp_path):
 def test_official_archive_wrong_md5_is_rejected(tmp_path):
     archive = write_official_archive(tmp_path / "src")
     # The default md5 is the official archive's: this miniature does not match it.
-    with pytest.raises(ValueError, match=r"has md5 [0-9a-f]{32}, but the official cifar-10-python.tar.gz has c58f30108f718f92721af3b95e74349a"):
+    with pytest.raises(
+        ValueError,
+        match=r"has md5 [0-9a-f]{32}, but the official cifar-10-python.tar.gz has c58f30108f718f92721af3b95e74349a",
+    ):
         load_cifar10(archive, cache_dir=tmp_path / "cache")
 
 
@@ -135,14 +135,18 @@ def test_download_checks_md5_and_keeps_the_archive(tmp_path):
     archive = write_official_archive(tmp_path / "mirror")
     url = archive.as_uri()
     store = tmp_path / "store"
-    with pytest.raises(ValueError, match=r"downloaded from .* has md5 [0-9a-f]{32}, expected 0{32}: the download is corrupt"):
+    with pytest.raises(
+        ValueError, match=r"downloaded from .* has md5 [0-9a-f]{32}, expected 0{32}: the download is corrupt"
+    ):
         load_cifar10("download", data_dir=store, cache_dir=tmp_path / "cache", url=url, md5="0" * 32)
     assert not any(store.iterdir())  # nothing half-written is left
     ds = load_cifar10("download", data_dir=store, cache_dir=tmp_path / "cache", url=url, md5=md5(archive))
     assert_balanced(ds, 100, 20)
     assert (store / "cifar-10-python.tar.gz").read_bytes() == archive.read_bytes()
     # Downloaded once: a second load does not touch the URL.
-    again = load_cifar10("download", data_dir=store, cache_dir=tmp_path / "cache", url="file:///nonexistent", md5=md5(archive))
+    again = load_cifar10(
+        "download", data_dir=store, cache_dir=tmp_path / "cache", url="file:///nonexistent", md5=md5(archive)
+    )
     np.testing.assert_array_equal(again.train_images, ds.train_images)
 
 
@@ -223,7 +227,9 @@ def test_folder_without_images(tmp_path):
 
 
 def test_missing_path():
-    with pytest.raises(FileNotFoundError, match=r"--data '/no/such/cifar.tar.gz': no such file or folder.*Offline options"):
+    with pytest.raises(
+        FileNotFoundError, match=r"--data '/no/such/cifar.tar.gz': no such file or folder.*Offline options"
+    ):
         load_cifar10("/no/such/cifar.tar.gz")
 
 

@@ -72,7 +72,7 @@ def test_wrong_input_shape_is_a_clear_error():
 def test_initialisation_matches_pytorch_defaults():
     model, variables = tiny_variables(width=16)
     params = variables["params"]
-    for path, kernel in [(("layer2", "conv", "kernel"), None), (("fc", "kernel"), None)]:
+    for path in [("layer2", "conv", "kernel"), ("fc", "kernel")]:
         k = params
         for name in path:
             k = k[name]
@@ -94,9 +94,7 @@ def test_batchnorm_train_mode_updates_running_stats_like_pytorch():
     _, stats_after = forward(model, variables, x, train=True)
     # Hand-computed reference for the first BN: the prep conv's output statistics.
     kernel = variables["params"]["prep"]["conv"]["kernel"]
-    conv = jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+    conv = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
     mean = np.asarray(conv.mean(axis=(0, 1, 2)))
     var = np.asarray(conv.var(axis=(0, 1, 2)))
     stats = stats_after["prep"]["bn"]
@@ -184,6 +182,7 @@ def test_tiny_network_overfits_random_labels():
                 {"params": p, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
             )
             return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), upd
+
         (loss, upd), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), upd["batch_stats"], opt_state, loss, grads

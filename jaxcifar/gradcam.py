@@ -1,0 +1,266 @@
+"""Grad-CAM with jax.grad, and the figures of misclassified test images.
+
+    python -m jaxcifar.gradcam --run runs/NAME        # 25 misclassified test images
+
+Grad-CAM (Selvaraju et al., 2017, arXiv:1610.02391): for a target class c and
+a layer's activations A (H x W x K), the channel weights are the spatial means
+of the gradient, w_k = mean_{h,w} dy_c / dA_{h,w,k}; the map is
+ReLU(sum_k w_k A_k), upsampled bilinearly to the input size and min-max scaled
+to [0, 1] per image (an all-zero map stays zero).
+
+The gradient is taken with `jax.grad` through the model in eval mode, with
+respect to the zero "perturbations" that ResNet9 adds at its named activations
+(layer1_out, res1_out, layer3_out, res2_out): d(score)/d(perturbation) equals
+d(score)/d(activation), and without the perturbations collection the forward
+pass is unchanged. No hooks, so nothing leaks, and every image in a batch can
+have its own target. Summing the target scores over the batch gives each image
+its own gradient, since in eval mode images do not interact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcifar.augment import AugmentConfig, denormalize, normalize
+from jaxcifar.data import CIFAR10
+from jaxcifar.model import GRADCAM_LAYERS, LAYER_TITLES, ResNet9
+
+CHUNK = 256  # images per Grad-CAM call: bounds memory on any device
+
+
+@dataclasses.dataclass(frozen=True)
+class GradCAM:
+    """Grad-CAM of a batch of N images.
+
+    Attributes:
+      maps: {layer: float32[N, 32, 32]} in [0, 1].
+      weights: {layer: float32[N, K]} the channel weights w_k.
+      raw: {layer: float32[N, H, W]} ReLU(sum_k w_k A_k) at the layer's resolution.
+      logits: float32[N, classes].
+      targets: int32[N] the class each map explains.
+    """
+
+    maps: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    logits: np.ndarray
+    targets: np.ndarray
+
+
+def _scale01(cam: jax.Array) -> jax.Array:
+    """Min-max to [0, 1] per image; a constant map (e.g. all zero) becomes zeros."""
+    lo = cam.min(axis=(1, 2), keepdims=True)
+    hi = cam.max(axis=(1, 2), keepdims=True)
+    span = hi - lo
+    return jnp.where(span > 1e-12, (cam - lo) / jnp.where(span > 1e-12, span, 1.0), 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "use_targets"))
+def _gradcam(model: ResNet9, variables: dict, images: jax.Array, targets: jax.Array, use_targets: bool):
+    shapes = jax.eval_shape(
+        lambda: model.apply(variables, images, train=False, mutable=["intermediates"])[1]["intermediates"]
+    )
+    zeros = {name: jnp.zeros(s.shape, jnp.float32) for name, s in shapes.items()}
+
+    def score(perturbations):
+        logits, state = model.apply(
+            {**variables, "perturbations": perturbations}, images, train=False, mutable=["intermediates"]
+        )
+        chosen = targets if use_targets else jnp.argmax(jax.lax.stop_gradient(logits), axis=-1)
+        total = jnp.take_along_axis(logits, chosen[:, None], axis=1).sum()
+        return total, (logits, chosen, state["intermediates"])
+
+    grads, (logits, chosen, acts) = jax.grad(score, has_aux=True)(zeros)
+    out_size = images.shape[1:3]
+    maps, weights, raw = {}, {}, {}
+    for name in GRADCAM_LAYERS:
+        a = acts[name].astype(jnp.float32)
+        w = grads[name].mean(axis=(1, 2))  # [N, K]
+        cam = jax.nn.relu(jnp.einsum("nhwk,nk->nhw", a, w))
+        up = jax.image.resize(cam, (cam.shape[0], *out_size), method="bilinear")
+        maps[name], weights[name], raw[name] = _scale01(up), w, cam
+    return maps, weights, raw, logits, chosen
+
+
+def gradcam(
+    model: ResNet9,
+    variables: dict,
+    images: np.ndarray | jax.Array,
+    targets: np.ndarray | None = None,
+) -> GradCAM:
+    """Grad-CAM of every named layer for a batch of normalised images.
+
+    Args:
+      model: the network (use float32 compute for exact maps).
+      variables: {'params', 'batch_stats'}.
+      images: float32[N, 32, 32, 3], normalised as for training.
+      targets: int[N] classes to explain; None explains the predicted classes.
+
+    Returns:
+      A GradCAM with maps {layer: float32[N, 32, 32]} in [0, 1].
+    """
+    images = jnp.asarray(images, jnp.float32)
+    n = images.shape[0]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"gradcam expects images float32[N, H, W, 3], got shape {images.shape}")
+    use_targets = targets is not None
+    t = jnp.zeros(n, jnp.int32) if targets is None else jnp.asarray(targets, jnp.int32)
+    if use_targets and t.shape != (n,):
+        raise ValueError(f"targets must have shape ({n},), got {t.shape}")
+    variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    parts = [
+        jax.device_get(_gradcam(model, variables, images[i : i + CHUNK], t[i : i + CHUNK], use_targets))
+        for i in range(0, n, CHUNK)
+    ]
+    joined = jax.tree.map(lambda *x: np.concatenate(x), *parts)
+    maps, weights, raw, logits, chosen = joined
+    # Pytrees come back with sorted keys: restore the layer order of the figures.
+    maps, weights, raw = ({name: d[name] for name in GRADCAM_LAYERS} for d in (maps, weights, raw))
+    return GradCAM(maps, weights, raw, logits, chosen)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _logits(model: ResNet9, variables: dict, images: jax.Array) -> jax.Array:
+    return model.apply(variables, images, train=False)
+
+
+def predict_classes(model: ResNet9, variables: dict, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """int[N] predicted classes of uint8 images (normalised here), in batches."""
+    out = []
+    for i in range(0, len(images), batch):
+        out.append(np.asarray(jnp.argmax(_logits(model, variables, normalize(images[i : i + batch])), -1)))
+    return np.concatenate(out) if out else np.zeros(0, int)
+
+
+def pick_misclassified(
+    predicted: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Generator | None
+) -> np.ndarray:
+    """Indices of up to `count` misclassified images: the first ones, or random ones with `rng`."""
+    wrong = np.flatnonzero(predicted != labels)
+    if rng is not None and len(wrong) > count:
+        return np.sort(rng.choice(wrong, size=count, replace=False))
+    return wrong[:count]
+
+
+def run_on(
+    run: str | Path,
+    ds: CIFAR10 | None = None,
+    *,
+    out: str | Path | None = None,
+    checkpoint: str = "best",
+    count: int = 25,
+    seed: int | None = None,
+    target: str = "predicted",
+    data: str | None = None,
+) -> dict:
+    """Grad-CAM figures for a run folder: gradcam_misclassified.png and misclassified.png.
+
+    Args:
+      run: a folder written by `python -m jaxcifar.train`.
+      ds: the data (default: loaded as the run's config.json says).
+      out: where the figures go (default: the run folder).
+      checkpoint: "best" or "latest".
+      count: how many misclassified test images (the first ones, or random with `seed`).
+      target: "predicted" or "true": the class each map explains.
+      data: a data source to use instead of the run's (same test subset).
+
+    Returns:
+      {"indices", "predicted", "labels", "paths"} of what was drawn.
+    """
+    from jaxcifar import plots, records, train
+    from jaxcifar.config import TrainConfig
+    from jaxcifar.data import load_cifar10
+
+    run = Path(run)
+    if not (run / "config.json").exists():
+        raise FileNotFoundError(f"{run / 'config.json'} not found: --run must be a folder written by jaxcifar.train")
+    config = TrainConfig.from_json(records.read_json(run / "config.json")["config"])
+    # float32 compute whatever the run used: Grad-CAM maps are small differences of large numbers.
+    model = ResNet9(width=config.width, dtype=jnp.float32, logit_scale=config.logit_scale)
+    variables = train.load_variables(run / "checkpoints" / f"{checkpoint}.msgpack", model)
+    if ds is None:
+        ds = load_cifar10(
+            data or config.data,
+            data_dir=config.data_dir,
+            cache_dir=config.cache_dir,
+            n_train=config.n_train,
+            n_test=config.n_test,
+            seed=config.seed,
+        )
+    predicted = predict_classes(model, variables, ds.test_images)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    idx = pick_misclassified(predicted, ds.test_labels, count, rng)
+    out = Path(out) if out else run
+    if len(idx) == 0:
+        print(f"Grad-CAM: no misclassified test images among {len(ds.test_labels)}; no figures drawn.")
+        return {"indices": [], "predicted": [], "labels": [], "paths": []}
+    augment = AugmentConfig()
+    normalised = normalize(ds.test_images[idx], augment)
+    result = gradcam(model, variables, normalised, ds.test_labels[idx] if target == "true" else None)
+    names = ds.class_names
+    titles = [f"{names[p]} / {names[a]}" for p, a in zip(predicted[idx], ds.test_labels[idx])]
+    shown = denormalize(normalised, augment)
+    paths = [out / "gradcam_misclassified.png", out / "misclassified.png"]
+    plots.gradcam_grid(
+        shown,
+        result.maps,
+        titles,
+        [LAYER_TITLES[n] for n in GRADCAM_LAYERS],
+        paths[0],
+        title=f"Grad-CAM of the {target} class (predicted / actual), {checkpoint} checkpoint",
+    )
+    plots.image_grid(shown, titles, paths[1], title="Misclassified test images (predicted / actual)")
+    print(f"Grad-CAM: wrote {paths[0]} and {paths[1]} ({len(idx)} misclassified images)")
+    return {
+        "indices": idx.tolist(),
+        "predicted": predicted[idx].tolist(),
+        "labels": ds.test_labels[idx].tolist(),
+        "paths": [str(p) for p in paths],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """`python -m jaxcifar.gradcam --run runs/NAME`: Grad-CAM of misclassified test images."""
+    parser = argparse.ArgumentParser(prog="python -m jaxcifar.gradcam", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, help="a run folder written by python -m jaxcifar.train")
+    parser.add_argument("--out", help="folder for the figures (default: the run folder)")
+    parser.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="(default: best)")
+    parser.add_argument("--count", type=int, default=25, help="misclassified images to show (default: 25)")
+    parser.add_argument("--random", action="store_true", help="a random choice of misclassified images (with --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random (default: 0)")
+    parser.add_argument(
+        "--target",
+        choices=("predicted", "true"),
+        default="predicted",
+        help="the class each map explains (default: predicted)",
+    )
+    parser.add_argument("--data", help="override the run's data source (tfds | download | PATH)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.count <= 100:
+        parser.error(f"--count must be in 1..100, got {args.count}")
+    try:
+        return run_on(
+            args.run,
+            out=args.out,
+            checkpoint=args.checkpoint,
+            count=args.count,
+            seed=args.seed if args.random else None,
+            target=args.target,
+            data=args.data,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from e
+
+
+if __name__ == "__main__":
+    main()

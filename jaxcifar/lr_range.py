@@ -1,0 +1,292 @@
+"""The LR range test: sweep the learning rate up, watch loss and accuracy, pick LR_MAX.
+
+    python -m jaxcifar.lr_range --data PATH --out runs/lr-range     # the original's sweep
+    python -m jaxcifar.train --lr-max auto                          # sweep, then train
+
+The recipe's LR_MIN and LR_MAX were "FIND": the PyTorch original ran
+torch-lr-finder with SGD (momentum 0.9, weight decay 5e-3), LR from 1e-4 to 0.1
+exponentially over 980 iterations of augmented batches of 512, took LR_MAX at the
+best training accuracy (0.0444) and LR_MIN = LR_MAX / 10. This module does the
+same with the training run's own jitted step, model, optimizer and augmentation,
+on a freshly initialised model whose weights are thrown away afterwards.
+
+Smoothing (fastai's and torch-lr-finder's exponential moving average, with
+fastai's bias correction): with factor a (0.05),
+    m_0 = 0,  m_i = (1 - a) * m_{i-1} + a * x_i,  smoothed_i = m_i / (1 - (1 - a)^(i+1)),
+so the first smoothed value is x_0 itself rather than a * x_0.
+
+The sweep stops early when the smoothed loss exceeds `diverge_factor` (4) times
+its lowest value so far, or a loss is NaN/inf.
+
+Rules for LR_MAX (`--rule`), each over the smoothed curves, leaving out the first
+10 and last 5 iterations (torch-lr-finder's skip_start/skip_end) where they are noisy:
+  accuracy   the LR of the highest smoothed batch accuracy (the original's choice).
+  steepest   the LR where the smoothed loss falls fastest against log(LR)
+             (torch-lr-finder's and fastai's "steep" suggestion).
+  min-loss   the LR of the lowest smoothed loss, divided by 10 (fastai's "minimum").
+LR_MIN = LR_MAX / `--div-factor` (10).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxcifar import config as config_lib
+from jaxcifar import parallel, plots, records
+from jaxcifar.augment import AugmentConfig, BatchLoader
+from jaxcifar.config import LR_RULES, TrainConfig
+from jaxcifar.data import CIFAR10, load_cifar10
+
+SKIP_START, SKIP_END = 10, 5
+# Host reads of the loss, for the divergence check, lag the device by a few
+# steps and happen every CHECK_EVERY steps, so the device never waits.
+CHECK_EVERY = 16
+
+
+def lr_sequence(start: float, end: float, num_iter: int, mode: str = "exp") -> np.ndarray:
+    """float64[num_iter]: the sweep's LRs, from `start` to `end` inclusive.
+
+    exp: start * (end / start) ** (i / (num_iter - 1)), a constant ratio per step.
+    linear: start + (end - start) * i / (num_iter - 1).
+    """
+    if not 0 < start < end:
+        raise ValueError(f"the sweep needs 0 < start-lr < end-lr, got start={start}, end={end}")
+    if num_iter < 2:
+        raise ValueError(f"the sweep needs num-iter >= 2, got {num_iter}")
+    t = np.arange(num_iter) / (num_iter - 1)
+    if mode == "exp":
+        return start * (end / start) ** t
+    if mode == "linear":
+        return start + (end - start) * t
+    raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+
+
+def smooth(values: Sequence[float], factor: float = 0.05) -> np.ndarray:
+    """Bias-corrected exponential moving average (see the module docstring)."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"smoothing factor must be in (0, 1], got {factor}")
+    out = np.empty(len(values))
+    m = 0.0
+    for i, x in enumerate(values):
+        m = (1 - factor) * m + factor * x
+        out[i] = m / (1 - (1 - factor) ** (i + 1))
+    return out
+
+
+def divergence(smoothed_loss: np.ndarray, factor: float) -> int | None:
+    """Index of the first iteration whose smoothed loss exceeds `factor` x its best so far."""
+    best = np.minimum.accumulate(smoothed_loss)
+    bad = np.flatnonzero((smoothed_loss > factor * best) | ~np.isfinite(smoothed_loss))
+    return int(bad[0]) if len(bad) else None
+
+
+def suggest(lrs: np.ndarray, smoothed_loss: np.ndarray, smoothed_acc: np.ndarray) -> dict[str, float]:
+    """LR_MAX by each rule (see the module docstring), from the smoothed curves."""
+    n = len(lrs)
+    lo, hi = (SKIP_START, n - SKIP_END) if n - SKIP_START - SKIP_END >= 3 else (0, n)
+    lr, loss, acc = lrs[lo:hi], smoothed_loss[lo:hi], smoothed_acc[lo:hi]
+    finite = np.isfinite(loss)
+    slope = np.gradient(np.where(finite, loss, np.nan), np.log(lr)) if len(lr) > 1 else np.zeros(1)
+    return {
+        "accuracy": float(lr[int(np.nanargmax(acc))]),
+        "steepest": float(lr[int(np.nanargmin(slope))]),
+        "min-loss": float(lr[int(np.nanargmin(np.where(finite, loss, np.nan)))] / 10),
+    }
+
+
+def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
+    """Runs the sweep; returns its records, why it stopped, and timings.
+
+    The model, optimizer, augmentation and batch size are those of the training
+    run (`config`), the step is train.train_step, the LR follows `lr_sequence`.
+    """
+    from jaxcifar import train  # the sweep reuses the training run's pieces
+
+    mesh = mesh if mesh is not None else parallel.make_mesh()
+    lrs = lr_sequence(config.lr_range_start, config.lr_range_end, config.lr_range_iters, config.lr_range_mode)
+    start, end, n = config.lr_range_start, config.lr_range_end, config.lr_range_iters
+
+    def schedule(step):  # lr_sequence, evaluated on the device
+        if config.lr_range_mode == "exp":
+            return start * (end / start) ** (step / (n - 1))
+        return start + (end - start) * step / (n - 1)
+
+    model = train.make_model(config)
+    tx = train.make_optimizer(schedule, config.momentum, config.nesterov, config.weight_decay)
+    state = train.create_train_state(model, tx, jax.random.fold_in(jax.random.key(config.seed), 0))
+    state = parallel.put_replicated(state, mesh)
+    steps = train.compile_steps(state, mesh, config.batch_size, schedule, config.label_smoothing, with_eval=False)
+    loader = BatchLoader(
+        ds.train_images,
+        ds.train_labels,
+        config.batch_size,
+        train=True,
+        seed=config.seed,
+        augment=config.augment,
+        config=AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout),
+        workers=config.workers,
+    )
+    metrics, stopped_at, reason = [], None, "completed"
+    loss_host: list[float] = []
+    t0 = time.perf_counter()
+    epoch = 0
+    while len(metrics) < n and stopped_at is None:
+        batches = loader.epoch(epoch)
+        try:
+            for images, labels in batches:
+                state, m = steps.train(state, parallel.put_batch((images, labels), mesh))
+                metrics.append(m)
+                if len(metrics) % CHECK_EVERY == 0 or len(metrics) == n:
+                    ready = len(metrics) - (2 if len(metrics) < n else 0)
+                    loss_host += [float(x["loss"]) for x in jax.device_get(metrics[len(loss_host) : ready])]
+                    stop = divergence(smooth(loss_host, config.lr_range_smoothing), config.lr_range_diverge)
+                    if stop is not None:
+                        stopped_at = stop
+                        break
+                if len(metrics) == n:
+                    break
+        finally:
+            batches.close()
+        epoch += 1
+    fetched = jax.device_get(metrics)
+    seconds = time.perf_counter() - t0
+    loss = np.array([float(m["loss"]) for m in fetched])
+    acc = np.array([float(m["accuracy"]) for m in fetched])
+    used_lr = np.array([float(m["lr"]) for m in fetched])
+    s_loss = smooth(loss, config.lr_range_smoothing)
+    stop = divergence(s_loss, config.lr_range_diverge)
+    if stop is not None:  # cut the records at the first diverging iteration
+        keep = stop + 1
+        raw = loss[stop]
+        reason = f"diverged at iteration {stop} (LR {lrs[stop]:.4g}): " + (
+            f"loss {raw}"
+            if not math.isfinite(raw)
+            else f"smoothed loss {s_loss[stop]:.4g} > {config.lr_range_diverge:g} x best {np.min(s_loss[:keep]):.4g}"
+        )
+        loss, acc, used_lr, s_loss = loss[:keep], acc[:keep], used_lr[:keep], s_loss[:keep]
+    np.testing.assert_allclose(used_lr, lrs[: len(used_lr)], rtol=1e-5)  # the device ran the planned LRs
+    return {
+        "records": {
+            "lr": lrs[: len(loss)].tolist(),
+            "loss": loss.tolist(),
+            "accuracy": acc.tolist(),
+            "smoothed_loss": s_loss.tolist(),
+            "smoothed_accuracy": smooth(acc, config.lr_range_smoothing).tolist(),
+        },
+        "iterations": len(loss),
+        "stopped": reason,
+        "seconds": seconds,
+        "compile_seconds": steps.compile_seconds,
+    }
+
+
+def run(config: TrainConfig, ds: CIFAR10, out: str | Path, mesh=None) -> dict:
+    """Sweeps, suggests, and writes `lr_range.json` and `lr_range.png` into `out`."""
+    out = Path(out)
+    result = sweep(config, ds, mesh)
+    rec = {k: np.asarray(v) for k, v in result["records"].items()}
+    suggestions = suggest(rec["lr"], rec["smoothed_loss"], rec["smoothed_accuracy"])
+    lr_max = suggestions[config.lr_range_rule]
+    result = {
+        "settings": {
+            "start_lr": config.lr_range_start,
+            "end_lr": config.lr_range_end,
+            "num_iter": config.lr_range_iters,
+            "mode": config.lr_range_mode,
+            "smoothing": config.lr_range_smoothing,
+            "diverge_factor": config.lr_range_diverge,
+            "div_factor": config.lr_div,
+            "skip_start": SKIP_START,
+            "skip_end": SKIP_END,
+            "batch_size": config.batch_size,
+            "momentum": config.momentum,
+            "nesterov": config.nesterov,
+            "weight_decay": config.weight_decay,
+            "width": config.width,
+            "dtype": config.dtype,
+            "augment": config.augment,
+            "seed": config.seed,
+            "data": ds.source,
+            "n_train": len(ds.train_labels),
+        },
+        **result,
+        "suggestions": suggestions,
+        "rule": config.lr_range_rule,
+        "lr_max": lr_max,
+        "lr_min": lr_max / config.lr_div,
+        **records.provenance(),
+    }
+    if jax.process_index() == 0:
+        records.write_json(out / "lr_range.json", result)
+        plot(result, out / "lr_range.png")
+    summary = ", ".join(f"{rule} {lr:.4g}" for rule, lr in suggestions.items())
+    print(
+        f"LR range test: {result['iterations']} iterations in {result['seconds']:.1f} s ({result['stopped']}); "
+        f"suggestions: {summary}; "
+        f"chosen ({config.lr_range_rule}): LR_MAX {lr_max:.4g}, LR_MIN {lr_max / config.lr_div:.4g}"
+    )
+    return result
+
+
+def plot(result: dict, path: str | Path):
+    """The figure of a sweep: loss and accuracy against LR, LR_MIN and LR_MAX marked."""
+    rec = {k: np.asarray(v) for k, v in result["records"].items()}
+    return plots.lr_range(
+        rec["lr"],
+        rec["loss"],
+        rec["smoothed_loss"],
+        rec["accuracy"],
+        rec["smoothed_accuracy"],
+        lr_min=result["lr_min"],
+        lr_max=result["lr_max"],
+        suggestions=result["suggestions"],
+        rule=result["rule"],
+        path=path,
+    )
+
+
+def load(path: str | Path) -> dict:
+    """A saved lr_range.json, checked for what `--lr-range-json` needs."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--lr-range-json {path}: no such file (it is written by python -m jaxcifar.lr_range)")
+    result = records.read_json(path)
+    missing = [k for k in ("suggestions", "records", "settings") if k not in result]
+    if missing or set(result.get("suggestions", {})) != set(LR_RULES):
+        raise ValueError(f"{path} is not an lr_range.json of jaxcifar (missing {missing or 'suggestions per rule'})")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """`python -m jaxcifar.lr_range`: run the sweep and write lr_range.json/png into --out."""
+    config = config_lib.parse(argv, "python -m jaxcifar.lr_range", __doc__.split("\n")[0], lr_range_only=True)
+    out = Path(config.out) if config.out else Path("runs") / time.strftime("lr-range-%Y%m%d-%H%M%S")
+    if (out / "lr_range.json").exists():
+        print(f"error: {out / 'lr_range.json'} exists; nothing is overwritten. Choose another --out.", file=sys.stderr)
+        raise SystemExit(2)
+    config = dataclasses.replace(config, out=str(out))
+    try:
+        ds = load_cifar10(
+            config.data,
+            data_dir=config.data_dir,
+            cache_dir=config.cache_dir,
+            n_train=config.n_train,
+            n_test=config.n_test,
+            seed=config.seed,
+        )
+        return run(config, ds, out)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(e, ValueError) else 1) from e
+
+
+if __name__ == "__main__":
+    main()

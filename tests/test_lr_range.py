@@ -1,0 +1,203 @@
+"""Tests for jaxcifar.lr_range: the sweep, smoothing, rules, stopping, outputs, --lr-max auto."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxcifar import data as data_lib
+from jaxcifar import lr_range, train
+from jaxcifar.config import TrainConfig
+
+TINY = dict(
+    data="synthetic",
+    width=4,
+    batch_size=64,
+    progress=False,
+    gradcam=False,
+    lr_range_iters=40,
+    lr_range_start=1e-3,
+    lr_range_end=0.5,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return data_lib.synthetic(n_train=640, n_test=128, seed=0)
+
+
+def test_exponential_sequence():
+    lrs = lr_range.lr_sequence(1e-4, 0.1, 980)
+    assert len(lrs) == 980
+    np.testing.assert_allclose([lrs[0], lrs[-1]], [1e-4, 0.1], rtol=1e-12)
+    # A constant ratio per step: (0.1 / 1e-4) ** (1 / 979) = 1000 ** (1 / 979).
+    np.testing.assert_allclose(lrs[1:] / lrs[:-1], 1000 ** (1 / 979), rtol=1e-12)
+
+
+def test_linear_sequence():
+    lrs = lr_range.lr_sequence(0.01, 0.05, 5, mode="linear")
+    np.testing.assert_allclose(lrs, [0.01, 0.02, 0.03, 0.04, 0.05])
+
+
+def test_sequence_errors():
+    with pytest.raises(ValueError, match=r"0 < start-lr < end-lr, got start=0.1, end=0.01"):
+        lr_range.lr_sequence(0.1, 0.01, 10)
+    with pytest.raises(ValueError, match=r"num-iter >= 2, got 1"):
+        lr_range.lr_sequence(1e-4, 0.1, 1)
+
+
+def test_smoothing_formula_on_a_hand_made_series():
+    # factor 0.5: m = 0.5, 1.25, 2.125; corrected by 1 - 0.5^(i+1) = 0.5, 0.75, 0.875.
+    np.testing.assert_allclose(lr_range.smooth([1.0, 2.0, 3.0], 0.5), [1.0, 1.25 / 0.75, 2.125 / 0.875])
+    # The correction makes a constant series stay constant from the first value on.
+    np.testing.assert_allclose(lr_range.smooth([4.0] * 50, 0.05), 4.0)
+    # factor 1: no smoothing at all.
+    np.testing.assert_allclose(lr_range.smooth([3.0, 1.0, 2.0], 1.0), [3.0, 1.0, 2.0])
+
+
+def test_divergence_index():
+    s = np.array([5.0, 3.0, 1.0, 2.0, 3.9, 4.1, 9.0])
+    assert lr_range.divergence(s, 4.0) == 5  # 4.1 > 4 x the best so far (1.0)
+    assert lr_range.divergence(s[:5], 4.0) is None
+    assert lr_range.divergence(np.array([2.0, 1.0, np.nan]), 4.0) == 2
+
+
+def test_rules_on_hand_made_curves():
+    lrs = np.geomspace(1e-4, 1.0, 101)  # log10 step 0.04
+    x = np.log10(lrs)
+    # Loss: a tanh step falling fastest at 1e-2, minimum 1.0 at 10^-0.6 ~ 0.251, rising after.
+    loss = 2.0 - np.tanh(3 * (x + 2)) + np.where(x > -0.6, 20 * (x + 0.6) ** 2, 0)
+    # Accuracy: a bump peaking at 10^-1.2 ~ 0.0631.
+    acc = np.exp(-((x + 1.2) ** 2))
+    s = lr_range.suggest(lrs, loss, acc)
+    np.testing.assert_allclose(s["accuracy"], 10**-1.2, rtol=1e-6)
+    np.testing.assert_allclose(s["steepest"], 1e-2, rtol=1e-6)
+    np.testing.assert_allclose(s["min-loss"], 10 ** (x[np.argmin(loss)]) / 10, rtol=1e-6)
+    assert 0.02 < s["min-loss"] < 0.03
+
+
+def test_rules_skip_the_noisy_ends():
+    lrs = np.geomspace(1e-4, 1.0, 50)
+    acc = np.linspace(0, 0.5, 50)
+    acc[2] = 0.99  # a noisy early spike
+    acc[-1] = 0.98  # and a late one
+    assert lr_range.suggest(lrs, np.ones(50), acc)["accuracy"] == lrs[-1 - lr_range.SKIP_END]
+
+
+def test_sweep_writes_json_and_plot(tmp_path, tiny_data):
+    cfg = TrainConfig(**TINY, out=str(tmp_path))
+    result = lr_range.run(cfg, tiny_data, tmp_path)
+    saved = json.loads((tmp_path / "lr_range.json").read_text())
+    assert (tmp_path / "lr_range.png").stat().st_size > 20_000
+    assert saved["iterations"] == result["iterations"] == 40 and saved["stopped"] == "completed"
+    rec = saved["records"]
+    assert set(rec) == {"lr", "loss", "accuracy", "smoothed_loss", "smoothed_accuracy"}
+    np.testing.assert_allclose(rec["lr"], lr_range.lr_sequence(1e-3, 0.5, 40))
+    np.testing.assert_allclose(rec["smoothed_loss"], lr_range.smooth(rec["loss"], 0.05))
+    assert rec["loss"][-1] < rec["loss"][0]  # it learns while the LR grows
+    assert set(saved["suggestions"]) == {"accuracy", "steepest", "min-loss"}
+    assert saved["rule"] == "accuracy" and saved["lr_max"] == saved["suggestions"]["accuracy"]
+    np.testing.assert_allclose(saved["lr_min"], saved["lr_max"] / 10)
+    assert saved["settings"]["weight_decay"] == 5e-3 and saved["settings"]["batch_size"] == 64
+
+
+def test_sweep_stops_when_the_loss_diverges(tmp_path, tiny_data):
+    cfg = TrainConfig(**{**TINY, "lr_range_iters": 120, "lr_range_end": 1e6}, out=str(tmp_path))
+    result = lr_range.run(cfg, tiny_data, tmp_path)
+    assert result["stopped"].startswith("diverged at iteration")
+    assert result["iterations"] < 120
+    s = np.array(result["records"]["smoothed_loss"])
+    last = s[-1]
+    assert not np.isfinite(last) or last > 4 * s[:-1].min()  # the last record is the diverging one
+    assert np.all(s[:-1] <= 4 * np.minimum.accumulate(s[:-1]))  # none before it
+
+
+def test_lr_max_auto_end_to_end(tmp_path, tiny_data, capsys):
+    cfg = TrainConfig(**TINY, lr_max="auto", epochs=2, peak_epoch=1.0, out=str(tmp_path / "run"))
+    summary = train.train_and_evaluate(cfg, tiny_data)
+    sweep = json.loads((tmp_path / "run" / "lr_range.json").read_text())
+    assert (tmp_path / "run" / "lr_range.png").exists()
+    assert summary["status"] == "completed"
+    assert summary["lr_max"] == sweep["suggestions"]["accuracy"]
+    np.testing.assert_allclose(summary["lr_min"], summary["lr_max"] / 10)
+    assert summary["lr"]["rule"] == "accuracy"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["lr_max"] == summary["lr_max"]  # the LR used is recorded
+    assert f"LR_MAX = {summary['lr_max']:.4g}" in capsys.readouterr().out
+    # Training starts from a fresh initialisation: its first step's LR is LR_MIN.
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    np.testing.assert_allclose(metrics["steps"]["lr"][0], summary["lr_min"], rtol=1e-5)
+
+
+def test_lr_range_json_is_reused_without_a_new_sweep(tmp_path, tiny_data, monkeypatch):
+    cfg = TrainConfig(**TINY, out=str(tmp_path / "sweep"))
+    lr_range.run(cfg, tiny_data, tmp_path / "sweep")
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("swept again")
+
+    monkeypatch.setattr(lr_range, "sweep", no_sweep)
+    run_cfg = TrainConfig(
+        **{**TINY, "lr_range_rule": "min-loss"},
+        lr_max="auto",
+        epochs=2,
+        peak_epoch=1.0,
+        lr_range_json=str(tmp_path / "sweep" / "lr_range.json"),
+        out=str(tmp_path / "run"),
+    )
+    summary = train.train_and_evaluate(run_cfg, tiny_data)
+    sweep = json.loads((tmp_path / "sweep" / "lr_range.json").read_text())
+    assert summary["lr_max"] == sweep["suggestions"]["min-loss"]
+    assert (tmp_path / "run" / "lr_range.json").exists() and (tmp_path / "run" / "lr_range.png").exists()
+
+
+def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
+    argv = [
+        "--data",
+        "synthetic",
+        "--n-train",
+        "640",
+        "--width",
+        "4",
+        "--batch-size",
+        "64",
+        "--num-iter",
+        "20",
+        "--rule",
+        "steepest",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    result = lr_range.main(argv)
+    assert result["rule"] == "steepest" and (tmp_path / "lr_range.json").exists()
+    assert "chosen (steepest)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        lr_range.main(argv)
+    assert exc.value.code == 2
+    assert "exists; nothing is overwritten" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--start-lr", "0.1", "--end-lr", "0.01"], "start-lr (0.1) must be below end-lr (0.01)"),
+        (["--num-iter", "1"], "needs num-iter >= 2, got 1"),
+        (["--rule", "valley"], "invalid choice: 'valley'"),
+        (["--smoothing", "0"], "smoothing must be in (0, 1], got 0.0"),
+    ],
+)
+def test_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lr_range.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_lr_range_json(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="is not an lr_range.json of jaxcifar"):
+        lr_range.load(bad)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        lr_range.load(tmp_path / "missing.json")
