@@ -82,6 +82,12 @@ class TrainConfig:
     quick: bool = False  # small subset, narrow net, few epochs (see QUICK)
     gradcam: bool = True  # draw Grad-CAM figures at the end of the run
     progress: bool = True  # progress bar per epoch
+    # Devices and processes
+    devices: int | None = None  # use the first N devices; None: all of them
+    distributed: bool = False  # multi-process: call jax.distributed.initialize first
+    coordinator: str | None = None  # host:port of process 0 (default: from the environment)
+    num_processes: int | None = None  # (default: from the environment)
+    process_id: int | None = None  # this process, 0..num_processes-1 (default: from the environment)
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -90,7 +96,7 @@ class TrainConfig:
 
         for name in ("width", "epochs", "batch_size", "workers", "lr_div", "lr_range_start", "lr_range_end"):
             positive(name)
-        for name in ("n_train", "n_test"):
+        for name in ("n_train", "n_test", "devices", "num_processes"):
             if getattr(self, name) is not None:
                 positive(name)
         for name in ("lr_max", "lr_min"):
@@ -212,6 +218,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         "--resume", action="store_true", default=None, help="continue the run in --out from its latest checkpoint"
     )
     g.add_argument("--no-gradcam", dest="gradcam", action="store_false", default=None, help="skip the Grad-CAM figures")
+    g = parser.add_argument_group("devices and processes")
+    g.add_argument("--devices", type=int, help="use the first N devices (default: all; the batch is split over them)")
+    g.add_argument("--distributed", action="store_true", default=None, help="multi-process run (jax.distributed)")
+    g.add_argument("--coordinator", help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS or the cluster's)")
+    g.add_argument("--num-processes", type=int, help="processes in the run (default: from the environment)")
+    g.add_argument("--process-id", type=int, help="this process's index (default: from the environment)")
 
 
 def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:

@@ -110,7 +110,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     """
     from jaxcifar import train  # the sweep reuses the training run's pieces
 
-    mesh = mesh if mesh is not None else parallel.make_mesh()
+    mesh = mesh if mesh is not None else parallel.make_mesh(config.devices)
     lrs = lr_sequence(config.lr_range_start, config.lr_range_end, config.lr_range_iters, config.lr_range_mode)
     start, end, n = config.lr_range_start, config.lr_range_end, config.lr_range_iters
 
@@ -133,6 +133,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
         augment=config.augment,
         config=AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout),
         workers=config.workers,
+        rows=parallel.process_slice(config.batch_size),
     )
     metrics, stopped_at, reason = [], None, "completed"
     loss_host: list[float] = []
@@ -146,7 +147,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
                 metrics.append(m)
                 if len(metrics) % CHECK_EVERY == 0 or len(metrics) == n:
                     ready = len(metrics) - (2 if len(metrics) < n else 0)
-                    loss_host += [float(x["loss"]) for x in jax.device_get(metrics[len(loss_host) : ready])]
+                    loss_host += [float(x["loss"]) for x in parallel.to_host(metrics[len(loss_host) : ready])]
                     stop = divergence(smooth(loss_host, config.lr_range_smoothing), config.lr_range_diverge)
                     if stop is not None:
                         stopped_at = stop
@@ -156,7 +157,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
         finally:
             batches.close()
         epoch += 1
-    fetched = jax.device_get(metrics)
+    fetched = parallel.to_host(metrics)
     seconds = time.perf_counter() - t0
     loss = np.array([float(m["loss"]) for m in fetched])
     acc = np.array([float(m["accuracy"]) for m in fetched])
@@ -228,7 +229,7 @@ def run(config: TrainConfig, ds: CIFAR10, out: str | Path, mesh=None) -> dict:
         records.write_json(out / "lr_range.json", result)
         plot(result, out / "lr_range.png")
     summary = ", ".join(f"{rule} {lr:.4g}" for rule, lr in suggestions.items())
-    print(
+    parallel.say(
         f"LR range test: {result['iterations']} iterations in {result['seconds']:.1f} s ({result['stopped']}); "
         f"suggestions: {summary}; "
         f"chosen ({config.lr_range_rule}): LR_MAX {lr_max:.4g}, LR_MIN {lr_max / config.lr_div:.4g}"

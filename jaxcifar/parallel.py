@@ -19,9 +19,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 
 
-def make_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh over `devices` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else devices
+def make_mesh(count: int | None = None) -> Mesh:
+    """A 1-D mesh over the first `count` devices (default: every device of every process)."""
+    devices = jax.devices()
+    if count is not None:
+        if not 1 <= count <= len(devices):
+            raise ValueError(f"--devices {count}: this run sees {len(devices)} device(s); use 1..{len(devices)}")
+        if jax.process_count() > 1 and count != len(devices):
+            raise ValueError("--devices must be every device in a multi-process run")
+        devices = devices[:count]
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
@@ -35,7 +41,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """A global batch must split evenly over devices (and processes)."""
+    """A global batch must split evenly over devices (and so over processes)."""
     n = mesh.devices.size
     if batch_size % n:
         raise ValueError(
@@ -62,6 +68,42 @@ def put_batch(arrays: Any, mesh: Mesh) -> Any:
         lambda x: jax.make_array_from_process_local_data(sharding, x, (x.shape[0] * jax.process_count(), *x.shape[1:])),
         arrays,
     )
+
+
+def initialize_distributed(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
+    """Joins a multi-process run (before any other JAX call).
+
+    Arguments left None come from the environment as jax.distributed.initialize
+    reads it (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or the
+    cluster's own: Cloud TPU, SLURM, Open MPI). On CPUs the processes exchange
+    data through gloo.
+    """
+    if jax.config.jax_platforms in (None, "", "cpu") or str(jax.config.jax_platforms).startswith("cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+
+
+def say(*args: Any, **kwargs: Any) -> None:
+    """print(), on process 0 only: a multi-process run logs once."""
+    if jax.process_index() == 0:
+        print(*args, **kwargs)
+
+
+def to_host(tree: Any) -> Any:
+    """NumPy copies of a pytree of device arrays.
+
+    Replicated arrays that span several processes are read from this process's
+    own copy, so every process can read metrics and the state.
+    """
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+
+    return jax.tree.map(get, tree)
 
 
 def process_slice(batch_size: int) -> slice:

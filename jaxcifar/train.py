@@ -208,11 +208,13 @@ def pad_batch(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.nda
 
 def evaluate(steps: Steps, state: TrainState, loader: BatchLoader) -> tuple[float, float]:
     """(mean loss, accuracy) over every image of an eval loader."""
+    rows = parallel.process_slice(steps.batch_size)
     sums = []
     for images, labels in loader.epoch(0):
-        batch = parallel.put_batch(pad_batch(images, labels, steps.batch_size), steps.mesh)
+        padded = pad_batch(images, labels, steps.batch_size)
+        batch = parallel.put_batch(tuple(x[rows] for x in padded), steps.mesh)
         sums.append(steps.eval(state, batch))
-    total = jax.device_get(jax.tree.map(lambda *x: sum(x), *sums))
+    total = parallel.to_host(jax.tree.map(lambda *x: sum(x), *sums))
     return float(total["loss_sum"] / total["count"]), float(total["correct"] / total["count"])
 
 
@@ -226,7 +228,7 @@ def save_checkpoint(path: Path, state: TrainState, **extra: Any) -> None:
     replicated arrays, restorable on any number of devices; the atomic rename
     gives the crash safety orbax would.
     """
-    payload = {"state": flax.serialization.to_state_dict(jax.device_get(state)), **extra}
+    payload = {"state": flax.serialization.to_state_dict(parallel.to_host(state)), **extra}
     with records.atomic_open(path, "wb") as f:
         f.write(flax.serialization.msgpack_serialize(payload))
 
@@ -322,10 +324,13 @@ def prepare_run(config: TrainConfig) -> tuple[TrainConfig, Path]:
         if not (out / "checkpoints" / "latest.msgpack").exists():
             raise FileNotFoundError(f"--resume: {out} has no checkpoints/latest.msgpack to continue from")
         stored = records.read_json(saved)["config"]
-        stored.update(resume=True, out=str(out), progress=config.progress)
+        # The recipe comes from the run; where it runs (devices, processes) from now.
+        here = ("progress", "devices", "distributed", "coordinator", "num_processes", "process_id", "workers")
+        stored.update(resume=True, out=str(out), **{k: getattr(config, k) for k in here})
         return TrainConfig.from_json(stored), out
     out = Path(config.out) if config.out else default_out()
-    if out.exists() and any(out.iterdir()):
+    # Only process 0 writes; the others must not trip over its first files.
+    if jax.process_index() == 0 and out.exists() and any(out.iterdir()):
         raise FileExistsError(
             f"{out} already exists and is not empty; nothing is overwritten. Pass --resume to continue "
             "the run in it, or choose another --out."
@@ -355,7 +360,7 @@ def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float
             info = {"source": f"LR range test in {out / 'lr_range.json'}"}
         lr_max = float(result["suggestions"][config.lr_range_rule])
         info["rule"] = config.lr_range_rule
-        print(f"LR range test ({config.lr_range_rule} rule): LR_MAX = {lr_max:.4g}")
+        parallel.say(f"LR range test ({config.lr_range_rule} rule): LR_MAX = {lr_max:.4g}")
     lr_min = lr_max / config.lr_div if config.lr_min == "auto" else float(config.lr_min)
     if lr_min > lr_max:
         raise ValueError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
@@ -407,8 +412,9 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
         from jaxcifar.data import subset
 
         ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
-    mesh = parallel.make_mesh()
+    mesh = parallel.make_mesh(config.devices)
     parallel.check_batch_size(config.batch_size, mesh)
+    rows = parallel.process_slice(config.batch_size)  # this process's share of each batch
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
     augment = AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout)
@@ -421,6 +427,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
         augment=config.augment,
         config=augment,
         workers=config.workers,
+        rows=rows,
     )
     test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False, config=augment)
     steps_per_epoch = len(train_loader)
@@ -462,7 +469,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
         step_log = {k: list(v) for k, v in extra["steps"].items()}
         best_acc = float(extra["best_test_accuracy"])
         partial = {k: list(v) for k, v in extra["partial"].items()} if start_batch else None
-        print(f"Resuming {out} at epoch {start_epoch + 1}, batch {start_batch} (step {int(state.step)}).")
+        parallel.say(f"Resuming {out} at epoch {start_epoch + 1}, batch {start_batch} (step {int(state.step)}).")
 
     def checkpoint(name: str, epoch: int, batch: int, partial_log: dict | None = None) -> None:
         if main_process:
@@ -487,7 +494,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
         checkpoint("latest", 0, 0)  # a last good checkpoint exists from the start
     state = parallel.put_replicated(state, mesh)
     steps = compile_steps(state, mesh, config.batch_size, schedule, config.label_smoothing)
-    print(
+    parallel.say(
         f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
         f"ResNet-9 width {config.width}, {jnp.dtype(model.dtype).name}; "
         f"{env['device_kind']} x{len(mesh.devices.flat)}; "
@@ -540,7 +547,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
                 }
                 for k, v in row.items():
                     history[k].append(v)
-                print(_epoch_line(epoch, config.epochs, row), flush=True)
+                parallel.say(_epoch_line(epoch, config.epochs, row), flush=True)
                 if test_acc > best_acc:
                     best_acc = test_acc
                     checkpoint("best", epoch + 1, 0)
@@ -569,12 +576,12 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
             # are sorted by class, and the first 25 mistakes would all be airplanes.
             gradcam.run_on(out, ds, seed=config.seed)
     if status == "completed":
-        print(
+        parallel.say(
             f"Done: final test accuracy {100 * summary['final_test_accuracy']:.2f}%, best "
             f"{100 * summary['best_test_accuracy']:.2f}% (epoch {summary['best_epoch']}); results in {out}"
         )
     else:
-        print(message, file=sys.stderr)
+        parallel.say(message, file=sys.stderr)
     return summary
 
 
@@ -601,7 +608,7 @@ def _run_epoch(
             if bar is not None:
                 bar.update(1)
             if done % 10 == 0 and done > 2:  # read a step that has surely finished: no stall
-                seen = jax.device_get(metrics_dev[done - 3])
+                seen = parallel.to_host(metrics_dev[done - 3])
                 if not math.isfinite(float(seen["loss"])):
                     completed = False
                     break
@@ -618,7 +625,7 @@ def _run_epoch(
         batches.close()
         if bar is not None:
             bar.close()
-    fetched = jax.device_get(metrics_dev)
+    fetched = parallel.to_host(metrics_dev)
     return state, fetched, time.perf_counter() - t0, completed
 
 
@@ -643,7 +650,7 @@ def _estimate(t0: float, done: int, remaining_steps: int) -> None:
     per_step = (time.perf_counter() - t0) / done
     total = per_step * remaining_steps
     if total > 600:
-        print(
+        parallel.say(
             f"On this CPU one step takes {per_step:.2f} s: the {remaining_steps} remaining steps will take about "
             f"{total / 3600:.1f} h. For a first try, use --quick (minutes), or run on a GPU.",
             file=sys.stderr,
@@ -686,6 +693,8 @@ def _draw(out: Path, history: dict, step_log: dict, steps_per_epoch: int, config
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.train`: parse flags, train, exit non-zero unless completed."""
     config = config_lib.parse(argv, "python -m jaxcifar.train", __doc__.split("\n")[0])
+    if config.distributed:
+        parallel.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     try:
         summary = train_and_evaluate(config)
     except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:

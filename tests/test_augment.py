@@ -267,23 +267,39 @@ def test_workers_and_resume_give_the_same_batches():
         np.testing.assert_array_equal(ya, yt)
 
 
-def test_worker_exception_reaches_the_caller_and_threads_stop():
+def test_worker_exception_reaches_the_caller_and_threads_stop(monkeypatch):
     images, labels = labelled(400)
     loader = BatchLoader(images, labels, 50, train=True)
     calls = {"n": 0}
-    real = loader._augment
+    real = aug.apply_numpy
 
-    def failing(x, rng):
+    def failing(*args):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("augmentation exploded")
-        return real(x, rng)
+        return real(*args)
 
-    loader._augment = failing
+    monkeypatch.setattr(aug, "apply_numpy", failing)
     with pytest.raises(RuntimeError, match="augmentation exploded"):
         for _ in loader.epoch(0):
             pass
     assert not [t for t in threading.enumerate() if t.name.startswith("jaxcifar-batches")]
+
+
+@pytest.mark.parametrize("name", aug.AUGMENTERS)
+def test_process_shares_of_a_batch_make_the_whole_batch(name):
+    # Two processes each make half of every global batch; together they make
+    # exactly the batch one process makes.
+    images, labels = labelled(256)
+    whole = BatchLoader(images, labels, 64, train=True, seed=1, augment=name)
+    halves = [
+        BatchLoader(images, labels, 64, train=True, seed=1, augment=name, rows=slice(i * 32, (i + 1) * 32))
+        for i in range(2)
+    ]
+    for (x, y), (x0, y0), (x1, y1) in zip(whole.epoch(3), halves[0].epoch(3), halves[1].epoch(3)):
+        assert x0.shape == (32, 32, 32, 3)
+        np.testing.assert_array_equal(np.concatenate([x0, x1]), x)
+        np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
 
 
 def test_closing_an_epoch_early_stops_its_threads():

@@ -1,0 +1,160 @@
+"""Runs inside subprocesses with several forced CPU devices, for test_parallel.py.
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice.py steps OUT [DEVICES]
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice.py pipeline OUT
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice.py steps OUT 8 COORD N ID
+
+XLA_FLAGS must be set before JAX starts, hence separate processes. Each mode
+prints one line "RESULT <json>".
+"""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ARGS = sys.argv[1:]
+if len(ARGS) >= 6:  # multi-process: join before anything else touches JAX
+    from jaxcifar import parallel
+
+    parallel.initialize_distributed(ARGS[3], int(ARGS[4]), int(ARGS[5]))
+
+import jax  # noqa: E402
+import optax  # noqa: E402
+
+from jaxcifar import data as data_lib  # noqa: E402
+from jaxcifar import gradcam, parallel, train  # noqa: E402
+from jaxcifar.config import TrainConfig  # noqa: E402
+from jaxcifar.model import ResNet9  # noqa: E402
+
+# Three steps: two runs that differ in float rounding alone (a different split of
+# the batch over devices, another reduction order) agree to ~1e-6 for a few steps;
+# later a ReLU or max-pool decision flips and the runs part ways, as any two
+# float computations of a network trained at a high learning rate do.
+STEPS = 3
+TINY = dict(
+    data="synthetic",
+    n_train=640,
+    n_test=200,
+    width=4,
+    batch_size=64,
+    epochs=2,
+    peak_epoch=1.0,
+    lr_max=0.05,
+    progress=False,
+    gradcam=False,
+)
+
+
+def steps(out: Path, devices: int | None = None) -> dict:
+    """STEPS train steps and an evaluation on random float data (no ties in max-pools,
+    so float rounding stays at float rounding). Every process feeds its rows."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(STEPS, 64, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, size=(STEPS, 64)).astype(np.int32)
+    mesh = parallel.make_mesh(devices)
+    schedule = optax.constant_schedule(0.05)
+    model = ResNet9(width=4)
+    state = train.create_train_state(model, train.make_optimizer(schedule), jax.random.key(0))
+    state = parallel.put_replicated(state, mesh)
+    compiled = train.compile_steps(state, mesh, 64, schedule)
+    rows = parallel.process_slice(64)
+    for i in range(STEPS):
+        state, metrics = compiled.train(state, parallel.put_batch((x[i][rows], y[i][rows]), mesh))
+    weights = np.ones(64, np.float32)
+    ev = parallel.to_host(compiled.eval(state, parallel.put_batch((x[0][rows], y[0][rows], weights[rows]), mesh)))
+    host = parallel.to_host({"params": state.params, "batch_stats": state.batch_stats})
+    if jax.process_index() == 0:
+        flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(host)[0]}
+        np.savez(out, **flat)
+    return {
+        "devices": int(mesh.devices.size),
+        "processes": jax.process_count(),
+        "loss": float(metrics_loss(metrics)),
+        "eval_loss_sum": float(ev["loss_sum"]),
+    }
+
+
+def metrics_loss(metrics) -> float:
+    return parallel.to_host(metrics)["loss"]
+
+
+def params_of(run: Path) -> dict:
+    return train.load_variables(run / "checkpoints" / "latest.msgpack", ResNet9(width=4))
+
+
+def pipeline(out: Path) -> dict:
+    """The real driver on 8 devices: evaluation, Grad-CAM on sharded state, a
+    checkpoint from 8 devices resumed on 1, an indivisible batch."""
+    ds = data_lib.load_cifar10("synthetic", n_train=640, n_test=200, seed=0)
+    result = {"device_count": jax.device_count()}
+    s1 = train.train_and_evaluate(TrainConfig(**TINY, devices=1, out=str(out / "d1")), ds)
+    s8 = train.train_and_evaluate(TrainConfig(**TINY, devices=8, out=str(out / "d8")), ds)
+    result["test_accuracy_1_8"] = [s1["final_test_accuracy"], s8["final_test_accuracy"]]
+    v8 = params_of(out / "d8")
+
+    # Evaluation of one state on 8 devices and on 1: the same sums.
+    from jaxcifar.augment import BatchLoader
+
+    loader = BatchLoader(ds.test_images, ds.test_labels, 64, train=False)
+    evals = []
+    for n in (1, 8):
+        mesh = parallel.make_mesh(n)
+        template = train.create_train_state(ResNet9(width=4), train.make_optimizer(lambda s: 0.1), jax.random.key(0))
+        state = parallel.put_replicated(template.replace(**v8), mesh)
+        evals.append(train.evaluate(train.compile_steps(state, mesh, 64, lambda s: 0.1), state, loader))
+    result["eval_1_8"] = evals
+
+    # Grad-CAM on state replicated over the 8-device mesh equals Grad-CAM on host arrays.
+    sharded = parallel.put_replicated(v8, parallel.make_mesh(8))
+    result["state_devices"] = len(jax.tree.leaves(sharded)[0].sharding.device_set)
+    images = np.random.default_rng(0).normal(size=(5, 32, 32, 3)).astype(np.float32)
+    a = gradcam.gradcam(ResNet9(width=4), sharded, images)
+    b = gradcam.gradcam(ResNet9(width=4), jax.device_get(v8), images)
+    result["gradcam_max_diff"] = max(float(np.abs(a.maps[k] - b.maps[k]).max()) for k in a.maps)
+
+    # Ctrl-C in an 8-device run; the checkpoint resumes on 1 device.
+    calls = {"n": 0}
+    real = parallel.put_batch
+
+    def put_and_interrupt(arrays, mesh):
+        calls["n"] += 1
+        if calls["n"] == 7 and len(arrays) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(arrays, mesh)
+
+    parallel.put_batch = put_and_interrupt
+    cut = train.train_and_evaluate(TrainConfig(**TINY, devices=8, out=str(out / "cut")), ds)
+    parallel.put_batch = real
+    saved = params_of(out / "cut")
+    state, extra = train.load_checkpoint(
+        out / "cut" / "checkpoints" / "latest.msgpack",
+        train.create_train_state(ResNet9(width=4), train.make_optimizer(lambda s: 0.1), jax.random.key(0)),
+    )
+    result["cut"] = [cut["status"], int(extra["epoch"]), int(extra["batch"]), int(state.step)]
+    resumed = train.train_and_evaluate(TrainConfig(out=str(out / "cut"), resume=True, devices=1, progress=False), ds)
+    result["resumed"] = [resumed["status"], resumed["final_test_accuracy"], resumed["epochs_completed"]]
+    result["resumed_state_moved"] = bool(
+        max(
+            float(np.abs(np.asarray(p) - np.asarray(q)).max())
+            for p, q in zip(jax.tree.leaves(params_of(out / "cut")), jax.tree.leaves(saved))
+        )
+        > 0
+    )
+    try:
+        train.train_and_evaluate(TrainConfig(**{**TINY, "batch_size": 60}, devices=8, out=str(out / "bad")), ds)
+    except ValueError as e:
+        result["indivisible_error"] = str(e)
+    return result
+
+
+if __name__ == "__main__":
+    mode, out = ARGS[0], Path(ARGS[1])
+    if mode == "steps":
+        result = steps(out, int(ARGS[2]) if len(ARGS) > 2 and len(ARGS) < 6 else None)
+    else:
+        result = pipeline(out)
+    print("RESULT " + json.dumps(result), flush=True)
