@@ -183,7 +183,8 @@ def run_on(
     run = Path(run)
     if not (run / "config.json").exists():
         raise FileNotFoundError(f"{run / 'config.json'} not found: --run must be a folder written by jaxcifar.train")
-    config = TrainConfig.from_json(records.read_json(run / "config.json")["config"])
+    saved = records.read_json(run / "config.json")
+    config = TrainConfig.from_json(saved["config"])
     # float32 compute whatever the run used: Grad-CAM maps are small differences of large numbers.
     model = ResNet9(width=config.width, dtype=jnp.float32, logit_scale=config.logit_scale)
     variables = train.load_variables(run / "checkpoints" / f"{checkpoint}.msgpack", model)
@@ -210,15 +211,18 @@ def run_on(
     titles = [f"{names[p]} / {names[a]}" for p, a in zip(predicted[idx], ds.test_labels[idx])]
     shown = denormalize(normalised, augment)
     paths = [out / "gradcam_misclassified.png", out / "misclassified.png"]
+    tag = train.run_tag(
+        config.width, len(ds.train_labels), config.batch_size, saved.get("device_kind", "?"), config.epochs
+    )
     plots.gradcam_grid(
         shown,
         result.maps,
         titles,
         [LAYER_TITLES[n] for n in GRADCAM_LAYERS],
         paths[0],
-        title=f"Grad-CAM of the {target} class (predicted / actual), {checkpoint} checkpoint",
+        title=f"Grad-CAM of the {target} class (predicted / actual), {checkpoint} checkpoint\n{tag}",
     )
-    plots.image_grid(shown, titles, paths[1], title="Misclassified test images (predicted / actual)")
+    plots.image_grid(shown, titles, paths[1], title=f"Misclassified test images (predicted / actual)\n{tag}")
     print(f"Grad-CAM: wrote {paths[0]} and {paths[1]} ({len(idx)} misclassified images)")
     return {
         "indices": idx.tolist(),

@@ -250,8 +250,16 @@ def plot(result: dict, path: str | Path):
         lr_max=result["lr_max"],
         suggestions=result["suggestions"],
         rule=result["rule"],
+        title=f"LR range test: {result['iterations']} iterations ({result['stopped']}); " + _tag(result),
         path=path,
     )
+
+
+def _tag(result: dict) -> str:
+    from jaxcifar.train import run_tag
+
+    s = result["settings"]
+    return run_tag(s["width"], s["n_train"], s["batch_size"], result.get("device_kind", "?"))
 
 
 def load(path: str | Path) -> dict:
@@ -274,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"error: {out / 'lr_range.json'} exists; nothing is overwritten. Choose another --out.", file=sys.stderr)
         raise SystemExit(2)
     config = dataclasses.replace(config, out=str(out))
+    from jaxcifar import train
+
+    train.enable_compilation_cache(config)
     try:
         ds = load_cifar10(
             config.data,

@@ -145,6 +145,7 @@ def lr_range(
     suggestions: Mapping[str, float],
     rule: str,
     path: str | os.PathLike,
+    title: str = "",
 ) -> Figure:
     """Loss and accuracy against LR (log axis), raw and smoothed, LR_MIN/LR_MAX marked."""
     fig = Figure(figsize=(12, 4.5), layout="constrained")
@@ -194,6 +195,8 @@ def lr_range(
         ax_loss.set_ylim(0, min(float(np.nanmax(loss[np.isfinite(loss)])), 2.5 * float(finite[0])) * 1.05)
     ax_loss.set_title("Loss against learning rate")
     ax_acc.set_title(f"Accuracy against learning rate (rule: {rule})")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return save(fig, path)
 
 

@@ -208,3 +208,52 @@ def test_summary_prints_the_originals_total(capsys):
 def test_summary_rejects_bad_width():
     with pytest.raises(SystemExit):
         model_lib.main(["--width", "0"])
+
+
+def test_max_pool_matches_flax_in_value_and_both_derivatives():
+    import flax.linen as nn
+
+    x = random_images(4)
+    x = jnp.concatenate([x, x[:, :, :, :1]], axis=-1)  # 4 channels
+    x = x.at[0, 0, 0, 0].set(x[0, 0, 1, 0])  # an exact tie: the first maximum takes the gradient
+    ref = lambda x: nn.max_pool(x, (2, 2), (2, 2))  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(model_lib.max_pool2(x)), np.asarray(ref(x)))
+    g = jax.random.normal(jax.random.key(5), (4, 16, 16, 4))
+    ours = jax.vjp(model_lib.max_pool2, x)[1](g)[0]
+    theirs = jax.vjp(ref, x)[1](g)[0]
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))  # select_and_scatter, bit for bit
+    t = jax.random.normal(jax.random.key(6), x.shape)
+    np.testing.assert_array_equal(
+        np.asarray(jax.jvp(model_lib.max_pool2, (x,), (t,))[1]), np.asarray(jax.jvp(ref, (x,), (t,))[1])
+    )
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_taps_kernel_gradient_matches_xla(dtype):
+    x = jax.random.normal(jax.random.key(0), (8, 32, 32, 6)).astype(dtype)
+    k = (0.1 * jax.random.normal(jax.random.key(1), (3, 3, 6, 5))).astype(dtype)
+    g = jax.random.normal(jax.random.key(2), (8, 32, 32, 5)).astype(dtype)
+    ours = jax.vjp(model_lib.conv3x3_taps, x, k)[1](g)
+    theirs = jax.vjp(model_lib._conv3x3, x, k)[1](g)
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol, atol=tol * 10)
+
+
+def test_taps_model_has_the_same_parameters_and_gradients():
+    model_x, variables = tiny_variables(width=4)
+    model_t = ResNet9(width=4, kernel_grad="taps")
+    x = random_images(8)
+    labels = jnp.arange(8) % 10
+
+    def grads(model):
+        def loss(p):
+            logits, _ = model.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+        return jax.jit(jax.grad(loss))(variables["params"])
+
+    gx, gt = grads(model_x), grads(model_t)
+    for a, b in zip(jax.tree.leaves(gx), jax.tree.leaves(gt)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

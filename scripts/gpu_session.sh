@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The real-run evidence of issue 8, on a lent GPU machine, in device calls of
+# under 10 minutes each. Run from the repository root on the device:
+#
+#   bash scripts/gpu_session.sh lr-train   # LR range test (980 it.) + the 24-epoch run + Grad-CAM
+#   bash scripts/gpu_session.sh bench      # scripts/benchmark.py with the torch baseline and --lr-range
+#   bash scripts/gpu_session.sh seeds N    # N seeds of the recipe with the LR found by lr-train
+#
+# Prepare here first (both paths are git-ignored; name them in the call's carry):
+#   mkdir -p .carry && cp ../shared/data/cifar10-jpeg.tar.gz .carry/
+#   wheels for albumentations and its dependencies in .whl/ (see the device README)
+# EXTRA adds flags to every run (a dry run on a CPU: EXTRA=--quick DATA=synthetic).
+# Each stage leaves $OUT/evidence-<stage>.tar.gz (results/*.json, figures/*.png,
+# logs); unpack it here and commit.
+set -euo pipefail
+stage="${1:?stage: lr-train | bench | seeds N}"
+OUT="${OUT:-/tmp/out}"
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+export JAXCIFAR_CACHE="${JAXCIFAR_CACHE:-/tmp/jaxcifar-cache}"
+DATA="${DATA:-.carry/cifar10-jpeg.tar.gz}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" || true
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
+
+case "$stage" in
+  lr-train)
+    rm -rf runs/gpu-24
+    python3 -m jaxcifar.train --lr-max auto --data "$DATA" --out runs/gpu-24 --no-progress ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
+    python3 scripts/collect_run.py runs/gpu-24 --name gpu-24 --force
+    cp runs/gpu-24/lr_range.json "$OUT/lr_range.json"
+    tar czf "$OUT/evidence-lr-train.tar.gz" results/gpu-24.json figures/*.png -C "$OUT" train.log gpu.txt
+    ;;
+  bench)
+    python3 scripts/benchmark.py --data "$DATA" --lr-range --workers 4 2>&1 | tee "$OUT/bench.log"
+    tar czf "$OUT/evidence-bench.tar.gz" results/benchmark-*.json -C "$OUT" bench.log gpu.txt
+    ;;
+  seeds)
+    n="${2:-5}"
+    sweep="${LR_RANGE_JSON:-.carry/lr_range.json}"
+    rm -rf runs/seeds
+    python3 scripts/seeds.py --seeds "$n" --data "$DATA" --lr-range-json "$sweep" --out runs/seeds --no-progress \
+      --no-gradcam ${EXTRA:-} 2>&1 | tee "$OUT/seeds.log"
+    cp runs/seeds/seeds.json results/seeds-gpu.json
+    tar czf "$OUT/evidence-seeds.tar.gz" results/seeds-gpu.json -C "$OUT" seeds.log gpu.txt
+    ;;
+  *)
+    echo "unknown stage $stage: lr-train | bench | seeds N" >&2
+    exit 2
+    ;;
+esac

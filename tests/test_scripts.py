@@ -1,0 +1,129 @@
+"""Tests for the scripts: seeds.py's table, benchmark.py's record, torch_reference's network."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load(name):
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_summary_by_hand():
+    seeds = load("seeds")
+    rows = [
+        {"final_test_accuracy": a, "best_test_accuracy": a + 0.01, "train_seconds": 10.0} for a in (0.93, 0.94, 0.95)
+    ]
+    s = seeds.summarize(rows)
+    assert s["final_test_accuracy_mean"] == pytest.approx(0.94)
+    assert s["final_test_accuracy_std"] == pytest.approx(0.01)  # sample std of .93 .94 .95
+    assert s["share_at_least_94"] == pytest.approx(2 / 3) and s["share_at_least_93"] == 1.0
+
+
+def test_seeds_runs_the_lr_range_test_once_and_every_seed(tmp_path, monkeypatch):
+    seeds = load("seeds")
+    from jaxcifar import lr_range
+
+    sweeps = []
+    real = lr_range.run
+    monkeypatch.setattr(lr_range, "run", lambda *a, **k: sweeps.append(1) or real(*a, **k))
+    out = tmp_path / "seeds"
+    result = seeds.main(
+        [
+            "--seeds",
+            "2",
+            "--quick",
+            "--data",
+            "synthetic",
+            "--n-train",
+            "640",
+            "--n-test",
+            "100",
+            "--width",
+            "4",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "2",
+            "--peak-epoch",
+            "1",
+            "--num-iter",
+            "20",
+            "--no-progress",
+            "--no-gradcam",
+            "--out",
+            str(out),
+        ]
+    )
+    assert len(sweeps) == 1
+    saved = json.loads((out / "seeds.json").read_text())
+    finals = [r["final_test_accuracy"] for r in saved["per_seed"]]
+    assert [r["seed"] for r in saved["per_seed"]] == [0, 1] and len(set(finals)) == 2  # seeds differ
+    assert saved["summary"]["final_test_accuracy_mean"] == pytest.approx(np.mean(finals))
+    assert len({r["lr_max"] for r in saved["per_seed"]}) == 1  # one LR for all seeds
+    assert (out / "seed-0" / "summary.json").exists() and (out / "seed-1" / "summary.json").exists()
+    assert result["summary"]["runs"] == 2
+
+
+def test_torch_reference_is_the_same_network():
+    torch = pytest.importorskip("torch")
+    ref = load("torch_reference")
+    model = ref.resnet9()
+    assert sum(p.numel() for p in model.parameters()) == 6_573_120
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_benchmark_writes_its_record(tmp_path):
+    bench = load("benchmark")
+    out = tmp_path / "bench.json"
+    result = bench.main(
+        ["--batch-size", "16", "--width", "4", "--steps", "1", "--epoch-steps", "2", "--no-torch", "--out", str(out)]
+    )
+    saved = json.loads(out.read_text())
+    assert saved["platform"] == "cpu" and saved["settings"]["batch_size"] == 16
+    kinds = {(s["dtype"], s["kernel_grad"]) for s in saved["steps"]}
+    assert kinds == {("float32", "taps"), ("bfloat16", "taps"), ("float32", "xla")}
+    assert all(s["train_images_per_s"] > 0 and s["compile_s"] > 0 for s in saved["steps"])
+    assert saved["epoch"]["steps"] == 2 and 0 <= saved["epoch"]["host_wait_fraction"] <= 1
+    assert {a["augment"] for a in saved["augmentation"]} == {"numpy", "albumentations"}
+    assert result["command"]
+
+
+def test_collect_run_copies_evidence_and_never_overwrites(tmp_path):
+    collect = load("collect_run")
+    from jaxcifar import train
+    from jaxcifar.config import TrainConfig
+    from jaxcifar.data import synthetic
+
+    run = tmp_path / "runs" / "tiny"
+    train.train_and_evaluate(
+        TrainConfig(
+            data="synthetic",
+            width=4,
+            batch_size=64,
+            epochs=2,
+            peak_epoch=1.0,
+            lr_max=0.05,
+            progress=False,
+            gradcam=False,
+            out=str(run),
+        ),
+        synthetic(n_train=640, n_test=100),
+    )
+    out = collect.collect(run, "tiny", "-cpu", root=tmp_path)
+    saved = json.loads(out.read_text())
+    assert saved["status"] == "completed" and len(saved["epochs"]["test_accuracy"]) == 2
+    assert saved["command"] and saved["versions"]["jax"] and saved["config"]["width"] == 4
+    assert (tmp_path / "figures" / "accuracy-cpu.png").exists()
+    with pytest.raises(FileExistsError, match="pass --force"):
+        collect.collect(run, "tiny", "-cpu", root=tmp_path)
