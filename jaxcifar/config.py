@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,7 +68,7 @@ class TrainConfig:
     augment: str = "numpy"  # numpy | albumentations
     flip_prob: float = 0.5  # horizontal flip probability (the PyTorch original: 0.7)
     cutout: int = 8  # Cutout hole side in pixels; 0 disables
-    workers: int = 1  # augmentation threads
+    workers: int = 0  # augmentation threads; 0 = min(4, CPU cores)
     # LR range test (with lr_max = "auto", or `python -m jaxcifar.lr_range`)
     lr_range_start: float = 1e-4  # first LR of the sweep
     lr_range_end: float = 0.1  # last LR of the sweep
@@ -96,7 +97,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
 
-        for name in ("width", "epochs", "batch_size", "workers", "lr_div", "lr_range_start", "lr_range_end"):
+        for name in ("width", "epochs", "batch_size", "lr_div", "lr_range_start", "lr_range_end"):
             positive(name)
         for name in ("n_train", "n_test", "devices", "num_processes"):
             if getattr(self, name) is not None:
@@ -116,6 +117,8 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise ValueError("weight-decay must be >= 0 and label-smoothing in [0, 1)")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = automatic), got {self.workers}")
         if self.kernel_grad not in KERNEL_GRADS:
             raise ValueError(f"kernel-grad must be one of {KERNEL_GRADS}, got {self.kernel_grad!r}")
         if self.dtype not in DTYPES:
@@ -139,6 +142,15 @@ class TrainConfig:
             raise ValueError(f"diverge-factor must exceed 1, got {self.lr_range_diverge}")
         if self.resume and self.out is None:
             raise ValueError("--resume continues the run in --out: name its folder with --out runs/NAME")
+
+    @property
+    def augment_threads(self) -> int:
+        """Augmentation threads: `workers`, or min(4, CPU cores) when it is 0.
+
+        One thread makes about 70,000 images/s (NumPy path); a 24-epoch run in
+        10 s on a GPU needs 120,000 images/s.
+        """
+        return self.workers or min(4, os.cpu_count() or 1)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -184,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     g.add_argument("--augment", choices=AUGMENTERS, help="host augmentation (default: numpy)")
     g.add_argument("--flip-prob", type=float, help=f"horizontal flip probability (default: {d.flip_prob})")
     g.add_argument("--cutout", type=int, help=f"Cutout hole side, 0 disables (default: {d.cutout})")
-    g.add_argument("--workers", type=int, help="augmentation threads (default: 1)")
+    g.add_argument("--workers", type=int, help="augmentation threads (default: 0 = min(4, CPU cores))")
     g = parser.add_argument_group("LR range test")
     g.add_argument(
         "--start-lr", dest="lr_range_start", type=float, help=f"first LR of the sweep (default: {d.lr_range_start})"

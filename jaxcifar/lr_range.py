@@ -132,7 +132,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
         seed=config.seed,
         augment=config.augment,
         config=AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout),
-        workers=config.workers,
+        workers=config.augment_threads,
         rows=parallel.process_slice(config.batch_size),
     )
     metrics, stopped_at, reason = [], None, "completed"

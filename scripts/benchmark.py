@@ -86,7 +86,9 @@ def pipeline_epoch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, 
     state = train.create_train_state(train.make_model(config), train.make_optimizer(schedule), jax.random.key(0))
     state = parallel.put_replicated(state, mesh)
     compiled = train.compile_steps(state, mesh, config.batch_size, schedule, with_eval=False)
-    loader = BatchLoader(images, labels, config.batch_size, train=True, augment=config.augment, workers=config.workers)
+    loader = BatchLoader(
+        images, labels, config.batch_size, train=True, augment=config.augment, workers=config.augment_threads
+    )
     # Warm up: one step outside the timing.
     x, y = loader.batch(0, 0)
     state, metrics = compiled.train(state, parallel.put_batch((x, y), mesh))
@@ -112,7 +114,7 @@ def pipeline_epoch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, 
         "images_per_s": done * config.batch_size / seconds,
         "host_wait_s": waited,
         "host_wait_fraction": waited / seconds,
-        "workers": config.workers,
+        "workers": config.augment_threads,
     }
 
 
@@ -148,7 +150,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--epoch-steps", type=int, default=None, help="cap the pipeline epoch (CPU)")
-    parser.add_argument("--workers", type=int, default=1, help="augmentation threads in the pipeline epoch")
+    parser.add_argument("--workers", type=int, default=0, help="augmentation threads in the epoch (0: min(4, cores))")
     parser.add_argument("--data", default=None, help="CIFAR-10 for the augmentation and epoch figures")
     parser.add_argument("--lr-range", action="store_true", help="also time the 980-step LR range test")
     parser.add_argument("--no-torch", action="store_true")

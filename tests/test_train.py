@@ -164,7 +164,7 @@ def final_state(out, config):
 
 @pytest.mark.parametrize(
     "kind, nth, stopped_at",
-    [("eval", 5, (2, 0)), ("train", 15, (1, 5))],  # (epoch, batch) saved, 0-based: in epoch 2.s eval; mid-epoch 2
+    [("eval", 2, (2, 0)), ("train", 15, (1, 5))],  # (epoch, batch) saved, 0-based: in epoch 2's eval; mid-epoch 2
 )
 def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(
     tmp_path, tiny_data, monkeypatch, kind, nth, stopped_at
@@ -172,19 +172,27 @@ def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(
     full_cfg = tiny_config(tmp_path, "full")
     train.train_and_evaluate(full_cfg, tiny_data)
 
-    # Ctrl-C (SIGINT) arrives while the nth train (or eval) batch is put on the
-    # device; the run finishes that step, saves, and stops.
+    # Ctrl-C (SIGINT) arrives while the nth train batch is put on the device, or
+    # during the nth evaluation; the run finishes that step, saves, and stops.
     calls = {"train": 0, "eval": 0}
-    real_put = parallel.put_batch
+    real_put, real_evaluate = parallel.put_batch, train.evaluate
 
-    def put_and_interrupt(arrays, mesh):
-        which = "train" if len(arrays) == 2 else "eval"  # eval batches carry weights
+    def count(which):
         calls[which] += 1
         if which == kind and calls[which] == nth:
             os.kill(os.getpid(), signal.SIGINT)
+
+    def put_and_interrupt(arrays, mesh):
+        if len(arrays) == 2:  # training batches; eval batches carry weights
+            count("train")
         return real_put(arrays, mesh)
 
+    def evaluate_and_interrupt(*args):
+        count("eval")
+        return real_evaluate(*args)
+
     monkeypatch.setattr(parallel, "put_batch", put_and_interrupt)
+    monkeypatch.setattr(train, "evaluate", evaluate_and_interrupt)
     cut_cfg = tiny_config(tmp_path, "cut")
     first = train.train_and_evaluate(cut_cfg, tiny_data)
     monkeypatch.undo()
