@@ -178,7 +178,6 @@ def run_on(
     """
     from jaxcifar import plots, records, train
     from jaxcifar.config import TrainConfig
-    from jaxcifar.data import load_cifar10
 
     run = Path(run)
     if not (run / "config.json").exists():
@@ -189,14 +188,7 @@ def run_on(
     model = ResNet9(width=config.width, dtype=jnp.float32, logit_scale=config.logit_scale)
     variables = train.load_variables(run / "checkpoints" / f"{checkpoint}.msgpack", model)
     if ds is None:
-        ds = load_cifar10(
-            data or config.data,
-            data_dir=config.data_dir,
-            cache_dir=config.cache_dir,
-            n_train=config.n_train,
-            n_test=config.n_test,
-            seed=config.seed,
-        )
+        ds = train.load_data(dataclasses.replace(config, data=data or config.data))
     predicted = predict_classes(model, variables, ds.test_images)
     rng = np.random.default_rng(seed) if seed is not None else None
     idx = pick_misclassified(predicted, ds.test_labels, count, rng)

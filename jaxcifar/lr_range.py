@@ -41,9 +41,8 @@ import numpy as np
 
 from jaxcifar import config as config_lib
 from jaxcifar import parallel, plots, records
-from jaxcifar.augment import AugmentConfig, BatchLoader
 from jaxcifar.config import LR_RULES, TrainConfig
-from jaxcifar.data import CIFAR10, load_cifar10
+from jaxcifar.data import CIFAR10
 
 SKIP_START, SKIP_END = 10, 5
 # Host reads of the loss, for the divergence check, lag the device by a few
@@ -124,17 +123,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     state = train.create_train_state(model, tx, jax.random.fold_in(jax.random.key(config.seed), 0))
     state = parallel.put_replicated(state, mesh)
     steps = train.compile_steps(state, mesh, config.batch_size, schedule, config.label_smoothing, with_eval=False)
-    loader = BatchLoader(
-        ds.train_images,
-        ds.train_labels,
-        config.batch_size,
-        train=True,
-        seed=config.seed,
-        augment=config.augment,
-        config=AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout),
-        workers=config.augment_threads,
-        rows=parallel.process_slice(config.batch_size),
-    )
+    loader = train.make_train_loader(config, ds)
     metrics, stopped_at, reason = [], None, "completed"
     loss_host: list[float] = []
     t0 = time.perf_counter()
@@ -286,15 +275,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     train.enable_compilation_cache(config)
     try:
-        ds = load_cifar10(
-            config.data,
-            data_dir=config.data_dir,
-            cache_dir=config.cache_dir,
-            n_train=config.n_train,
-            n_test=config.n_test,
-            seed=config.seed,
-        )
-        return run(config, ds, out)
+        return run(config, train.load_data(config), out)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2 if isinstance(e, ValueError) else 1) from e

@@ -49,7 +49,7 @@ from jaxcifar import config as config_lib
 from jaxcifar import parallel, plots, records
 from jaxcifar.augment import AugmentConfig, BatchLoader
 from jaxcifar.config import TrainConfig
-from jaxcifar.data import CIFAR10, default_cache_dir, load_cifar10
+from jaxcifar.data import CIFAR10, default_cache_dir, load_cifar10, subset
 from jaxcifar.model import ResNet9
 from jaxcifar.schedule import Schedule, one_cycle
 
@@ -293,6 +293,33 @@ def _check_shapes(template: Any, restored: Any, path: Path) -> None:
 # --- the driver ------------------------------------------------------------------
 
 
+def load_data(config: TrainConfig) -> CIFAR10:
+    """The data a config names (source, folders, subsets, seed)."""
+    return load_cifar10(
+        config.data,
+        data_dir=config.data_dir,
+        cache_dir=config.cache_dir,
+        n_train=config.n_train,
+        n_test=config.n_test,
+        seed=config.seed,
+    )
+
+
+def make_train_loader(config: TrainConfig, ds: CIFAR10) -> BatchLoader:
+    """Augmented training batches as the config says; this process's rows of each."""
+    return BatchLoader(
+        ds.train_images,
+        ds.train_labels,
+        config.batch_size,
+        train=True,
+        seed=config.seed,
+        augment=config.augment,
+        config=AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout),
+        workers=config.augment_threads,
+        rows=parallel.process_slice(config.batch_size),
+    )
+
+
 class _StopRequest:
     """Turns the first Ctrl-C into a request to stop at the next step boundary.
 
@@ -413,36 +440,15 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
     config, out = prepare_run(config)
     main_process = jax.process_index() == 0
     if ds is None:
-        ds = load_cifar10(
-            config.data,
-            data_dir=config.data_dir,
-            cache_dir=config.cache_dir,
-            n_train=config.n_train,
-            n_test=config.n_test,
-            seed=config.seed,
-        )
+        ds = load_data(config)
     elif config.n_train or config.n_test:
-        from jaxcifar.data import subset
-
         ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
     mesh = parallel.make_mesh(config.devices)
     parallel.check_batch_size(config.batch_size, mesh)
-    rows = parallel.process_slice(config.batch_size)  # this process's share of each batch
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
-    augment = AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout)
-    train_loader = BatchLoader(
-        ds.train_images,
-        ds.train_labels,
-        config.batch_size,
-        train=True,
-        seed=config.seed,
-        augment=config.augment,
-        config=augment,
-        workers=config.augment_threads,
-        rows=rows,
-    )
-    test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False, config=augment)
+    train_loader = make_train_loader(config, ds)
+    test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False)
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * config.epochs
 

@@ -22,7 +22,6 @@ import numpy as np
 
 from jaxcifar import config as config_lib
 from jaxcifar import lr_range, records, train
-from jaxcifar.data import load_cifar10
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -57,14 +56,7 @@ def main(argv=None) -> dict:
     if (out / "seeds.json").exists():
         parser.error(f"{out / 'seeds.json'} exists; nothing is overwritten. Choose another --out.")
     train.enable_compilation_cache(config)
-    ds = load_cifar10(
-        config.data,
-        data_dir=config.data_dir,
-        cache_dir=config.cache_dir,
-        n_train=config.n_train,
-        n_test=config.n_test,
-        seed=config.seed,
-    )
+    ds = train.load_data(config)
     if config.lr_max == "auto" and not config.lr_range_json:
         sweep_dir = out / "lr_range"
         lr_range.run(dataclasses.replace(config, out=str(sweep_dir)), ds, sweep_dir)

@@ -153,19 +153,7 @@ def test_lr_range_json_is_reused_without_a_new_sweep(tmp_path, tiny_data, monkey
 
 def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
     argv = [
-        "--data",
-        "synthetic",
-        "--n-train",
-        "640",
-        "--width",
-        "4",
-        "--batch-size",
-        "64",
-        "--num-iter",
-        "20",
-        "--rule",
-        "steepest",
-        "--out",
+        *"--data synthetic --n-train 640 --width 4 --batch-size 64 --num-iter 20 --rule steepest --out".split(),
         str(tmp_path),
         "--no-progress",
     ]

@@ -116,32 +116,12 @@ def test_distributed_cli_writes_once_from_process_0(tmp_path):
     port = free_port()
     out = tmp_path / "run"
     argv = [
-        "-m",
-        "jaxcifar.train",
-        "--distributed",
-        "--coordinator",
+        *"-m jaxcifar.train --distributed --coordinator".split(),
         f"127.0.0.1:{port}",
-        "--num-processes",
-        "2",
-        "--data",
-        "synthetic",
-        "--n-train",
-        "640",
-        "--n-test",
-        "200",
-        "--width",
-        "4",
-        "--batch-size",
-        "64",
-        "--epochs",
-        "2",
-        "--peak-epoch",
-        "1",
-        "--lr-max",
-        "0.05",
-        "--no-progress",
-        "--no-gradcam",
-        "--out",
+        *(
+            "--num-processes 2 --data synthetic --n-train 640 --n-test 200 --width 4 "
+            "--batch-size 64 --epochs 2 --peak-epoch 1 --lr-max 0.05 --no-progress --no-gradcam --out"
+        ).split(),
         str(out),
     ]
     procs = [

@@ -40,28 +40,10 @@ def test_seeds_runs_the_lr_range_test_once_and_every_seed(tmp_path, monkeypatch)
     out = tmp_path / "seeds"
     result = seeds.main(
         [
-            "--seeds",
-            "2",
-            "--quick",
-            "--data",
-            "synthetic",
-            "--n-train",
-            "640",
-            "--n-test",
-            "100",
-            "--width",
-            "4",
-            "--batch-size",
-            "64",
-            "--epochs",
-            "2",
-            "--peak-epoch",
-            "1",
-            "--num-iter",
-            "20",
-            "--no-progress",
-            "--no-gradcam",
-            "--out",
+            *(
+                "--seeds 2 --quick --data synthetic --n-train 640 --n-test 100 --width 4 "
+                "--batch-size 64 --epochs 2 --peak-epoch 1 --num-iter 20 --no-progress --no-gradcam --out"
+            ).split(),
             str(out),
         ]
     )

@@ -237,25 +237,10 @@ def test_nan_loss_stops_with_step_and_lr_and_keeps_the_last_good_checkpoint(tmp_
     with pytest.raises(SystemExit) as exc:
         train.main(
             [
-                "--data",
-                "synthetic",
-                "--n-train",
-                "640",
-                "--n-test",
-                "100",
-                "--width",
-                "4",
-                "--batch-size",
-                "64",
-                "--epochs",
-                "2",
-                "--peak-epoch",
-                "1",
-                "--lr-max",
-                "1e8",
-                "--no-progress",
-                "--no-gradcam",
-                "--out",
+                *(
+                    "--data synthetic --n-train 640 --n-test 100 --width 4 --batch-size 64 --epochs 2 "
+                    "--peak-epoch 1 --lr-max 1e8 --no-progress --no-gradcam --out"
+                ).split(),
                 str(tmp_path / "cli"),
             ]
         )
