@@ -267,10 +267,13 @@ def predict(model: ResNet9, variables: dict, images: jax.Array) -> jax.Array:
     return jax.nn.softmax(model.apply(variables, images, train=False), axis=-1)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def init_variables(model: ResNet9, rng: jax.Array, image_size: int = 32) -> dict:
-    """`{'params', 'batch_stats'}` for a model, from a key (traced once, no real data)."""
-    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    variables = jax.jit(lambda k: model.init(k, dummy, train=False))(rng)
+    """`{'params', 'batch_stats'}` for a model, from a key.
+
+    Jitted with the (hashable) model static: compiled once per model configuration.
+    """
+    variables = model.init(rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32), train=False)
     return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 

@@ -50,7 +50,7 @@ from jaxcifar import parallel, plots, records
 from jaxcifar.augment import AugmentConfig, BatchLoader
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10, default_cache_dir, load_cifar10, subset
-from jaxcifar.model import ResNet9
+from jaxcifar.model import ResNet9, init_variables
 from jaxcifar.schedule import Schedule, one_cycle
 
 Batch = tuple[jax.Array, jax.Array]
@@ -71,7 +71,7 @@ class Diverged(RuntimeError):
 
 
 def compute_dtype(name: str) -> Any:
-    """ "auto" is bfloat16 on GPU/TPU and float32 on CPU (where bfloat16 is slow)."""
+    """The compute type: "auto" is bfloat16 on GPU/TPU, float32 on CPU (bfloat16 gains nothing there)."""
     if name == "auto":
         return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
@@ -96,15 +96,9 @@ def make_optimizer(
     )
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _init_variables(model: ResNet9, rng: jax.Array) -> dict:
-    # Module-level and keyed on the (hashable) model: compiled once per model.
-    return model.init(rng, jnp.zeros((1, 32, 32, 3), jnp.float32), train=False)
-
-
 def create_train_state(model: ResNet9, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
     """A fresh state: parameters from `rng`, zero momentum, step 0."""
-    variables = _init_variables(model, rng)
+    variables = init_variables(model, rng)
     return TrainState.create(
         apply_fn=model.apply, params=variables["params"], tx=tx, batch_stats=variables["batch_stats"]
     )
@@ -246,20 +240,38 @@ def save_checkpoint(path: Path, state: TrainState, **extra: Any) -> None:
         f.write(flax.serialization.msgpack_serialize(payload))
 
 
-def load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, dict]:
-    """(state, extra) from `save_checkpoint`; the template gives the structure."""
+def _read_checkpoint(path: Path) -> dict:
+    path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}; has the run finished an epoch?")
     try:
-        payload = flax.serialization.msgpack_restore(path.read_bytes())
-        state = flax.serialization.from_state_dict(template, payload.pop("state"))
+        return flax.serialization.msgpack_restore(path.read_bytes())
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path} is not a readable jaxcifar checkpoint ({e}); it may be truncated.") from e
+
+
+def _restore(template: Any, saved: Any, path: Path) -> Any:
+    """`saved` in the structure of `template`, with every shape checked."""
+    try:
+        restored = flax.serialization.from_state_dict(template, saved)
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(
             f"{path} does not fit this model ({e}); was it written by a run with another --width or "
             "another version? Use the matching settings or start a new run."
         ) from e
-    _check_shapes(template, state, path)
-    return state, payload
+    for a, b in zip(jax.tree.leaves(template), jax.tree.leaves(restored)):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(
+                f"{path} holds arrays of shape {np.shape(b)} where this model has {np.shape(a)}: "
+                "it comes from a run with another --width. Use the matching settings."
+            )
+    return restored
+
+
+def load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, dict]:
+    """(state, extra) from `save_checkpoint`; the template gives the structure."""
+    payload = _read_checkpoint(path)
+    return _restore(template, payload.pop("state", None), path), payload
 
 
 def load_variables(path: Path, model: ResNet9) -> dict:
@@ -267,27 +279,10 @@ def load_variables(path: Path, model: ResNet9) -> dict:
 
     Needs no optimizer: for evaluation and Grad-CAM of any run.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; has the run finished an epoch?")
-    template = jax.eval_shape(lambda: _init_variables(model, jax.random.key(0)))
-    try:
-        state = flax.serialization.msgpack_restore(path.read_bytes())["state"]
-        variables = {k: state[k] for k in ("params", "batch_stats")}
-        variables = flax.serialization.from_state_dict({k: template[k] for k in ("params", "batch_stats")}, variables)
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a jaxcifar checkpoint of this model ({e}).") from e
-    _check_shapes(template, variables, path)
-    return jax.tree.map(jnp.asarray, variables)
-
-
-def _check_shapes(template: Any, restored: Any, path: Path) -> None:
-    for a, b in zip(jax.tree.leaves(template), jax.tree.leaves(restored)):
-        if np.shape(a) != np.shape(b):
-            raise ValueError(
-                f"{path} holds arrays of shape {np.shape(b)} where this model has {np.shape(a)}: "
-                "it comes from a run with another --width. Use the matching settings."
-            )
+    state = _read_checkpoint(path).get("state") or {}
+    template = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))
+    saved = {k: state.get(k) for k in ("params", "batch_stats")}
+    return jax.tree.map(jnp.asarray, _restore(template, saved, path))
 
 
 # --- the driver ------------------------------------------------------------------

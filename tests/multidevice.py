@@ -24,6 +24,7 @@ if len(ARGS) >= 6:  # multi-process: join before anything else touches JAX
 
 import jax  # noqa: E402
 import optax  # noqa: E402
+from tiny import TINY_RUN  # noqa: E402
 
 from jaxcifar import data as data_lib  # noqa: E402
 from jaxcifar import gradcam, parallel, train  # noqa: E402
@@ -35,18 +36,7 @@ from jaxcifar.model import ResNet9  # noqa: E402
 # later a ReLU or max-pool decision flips and the runs part ways, as any two
 # float computations of a network trained at a high learning rate do.
 STEPS = 3
-TINY = dict(
-    data="synthetic",
-    n_train=640,
-    n_test=200,
-    width=4,
-    batch_size=64,
-    epochs=2,
-    peak_epoch=1.0,
-    lr_max=0.05,
-    progress=False,
-    gradcam=False,
-)
+TINY = {**TINY_RUN, "n_train": 640, "n_test": 200}
 
 
 def steps(out: Path, devices: int | None = None) -> dict:

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny import TINY_RUN
 
 from jaxcifar import data as data_lib
 from jaxcifar import gradcam as gc
@@ -172,20 +173,7 @@ def test_map_points_at_the_region_that_decides_the_class():
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gradcam") / "run"
     ds = data_lib.load_cifar10("synthetic", n_train=640, n_test=200, seed=5)  # as the CLI will load it
-    cfg = TrainConfig(
-        data="synthetic",
-        width=4,
-        batch_size=64,
-        epochs=1,
-        peak_epoch=0.5,
-        lr_max=0.05,
-        progress=False,
-        gradcam=False,
-        out=str(out),
-        n_train=640,
-        n_test=200,
-        seed=5,
-    )
+    cfg = TrainConfig(**{**TINY_RUN, "epochs": 1, "peak_epoch": 0.5}, out=str(out), n_train=640, n_test=200, seed=5)
     train.train_and_evaluate(cfg, ds)
     return out, ds
 

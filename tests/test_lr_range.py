@@ -4,21 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from tiny import TINY_RUN
 
 from jaxcifar import data as data_lib
 from jaxcifar import lr_range, train
 from jaxcifar.config import TrainConfig
 
-TINY = dict(
-    data="synthetic",
-    width=4,
-    batch_size=64,
-    progress=False,
-    gradcam=False,
-    lr_range_iters=40,
-    lr_range_start=1e-3,
-    lr_range_end=0.5,
-)
+TINY = {**TINY_RUN, "lr_range_iters": 40, "lr_range_start": 1e-3, "lr_range_end": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def test_sweep_stops_when_the_loss_diverges(tmp_path, tiny_data):
 
 
 def test_lr_max_auto_end_to_end(tmp_path, tiny_data, capsys):
-    cfg = TrainConfig(**TINY, lr_max="auto", epochs=2, peak_epoch=1.0, out=str(tmp_path / "run"))
+    cfg = TrainConfig(**{**TINY, "lr_max": "auto"}, out=str(tmp_path / "run"))
     summary = train.train_and_evaluate(cfg, tiny_data)
     sweep = json.loads((tmp_path / "run" / "lr_range.json").read_text())
     assert (tmp_path / "run" / "lr_range.png").exists()
@@ -138,10 +130,7 @@ def test_lr_range_json_is_reused_without_a_new_sweep(tmp_path, tiny_data, monkey
 
     monkeypatch.setattr(lr_range, "sweep", no_sweep)
     run_cfg = TrainConfig(
-        **{**TINY, "lr_range_rule": "min-loss"},
-        lr_max="auto",
-        epochs=2,
-        peak_epoch=1.0,
+        **{**TINY, "lr_range_rule": "min-loss", "lr_max": "auto"},
         lr_range_json=str(tmp_path / "sweep" / "lr_range.json"),
         out=str(tmp_path / "run"),
     )

@@ -46,6 +46,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def two_processes(args_of) -> list[tuple[str, str]]:
+    """Runs `python <args_of(i)>` for processes i = 0, 1 (4 CPU devices each) together.
+
+    Returns their (stdout, stderr); fails the test unless both exit 0.
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *args_of(i)], env=env_with(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outputs):
+        assert p.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    return outputs
+
+
 def max_rel_diff(a: Path, b: Path) -> float:
     x, y = np.load(a), np.load(b)
     assert set(x) == set(y) and len(x) > 10
@@ -75,19 +92,7 @@ def test_two_processes_of_4_devices_match_one_process_of_8(eight_devices):
     tmp, r8, _ = eight_devices
     port = free_port()
     out = tmp / "mp.npz"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(SCRIPT), "steps", str(out), "8", f"127.0.0.1:{port}", "2", str(i)],
-            env=env_with(4),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (stdout, stderr) in zip(procs, outputs):
-        assert p.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    outputs = two_processes(lambda i: [str(SCRIPT), "steps", str(out), "8", f"127.0.0.1:{port}", "2", str(i)])
     results = [json.loads(next(line for line in o.splitlines() if line.startswith("RESULT "))[7:]) for o, _ in outputs]
     assert all(r["processes"] == 2 and r["devices"] == 8 for r in results)
     # Each process fed half of every batch; together: the one-process numbers.
@@ -124,19 +129,7 @@ def test_distributed_cli_writes_once_from_process_0(tmp_path):
         ).split(),
         str(out),
     ]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, *argv, "--process-id", str(i)],
-            env=env_with(4),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (stdout, stderr) in zip(procs, outputs):
-        assert p.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    outputs = two_processes(lambda i: [*argv, "--process-id", str(i)])
     assert "epoch  2/2" in outputs[0][0] and "epoch" not in outputs[1][0]  # process 0 alone logs
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["device_count"] == 8

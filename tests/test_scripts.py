@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import TINY_RUN
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -89,17 +90,7 @@ def test_collect_run_copies_evidence_and_never_overwrites(tmp_path):
 
     run = tmp_path / "runs" / "tiny"
     train.train_and_evaluate(
-        TrainConfig(
-            data="synthetic",
-            width=4,
-            batch_size=64,
-            epochs=2,
-            peak_epoch=1.0,
-            lr_max=0.05,
-            progress=False,
-            gradcam=False,
-            out=str(run),
-        ),
+        TrainConfig(**TINY_RUN, out=str(run)),
         synthetic(n_train=640, n_test=100),
     )
     out = collect.collect(run, "tiny", "-cpu", root=tmp_path)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny import TINY_RUN
 
 from jaxcifar import data as data_lib
 from jaxcifar import parallel, train
@@ -18,9 +19,7 @@ from jaxcifar.model import ResNet9
 from jaxcifar.schedule import one_cycle
 
 # A tiny run: width 4, 640 synthetic images, batches of 64 (10 steps per epoch).
-TINY = dict(
-    data="synthetic", width=4, batch_size=64, epochs=3, peak_epoch=1.0, lr_max=0.05, progress=False, gradcam=False
-)
+TINY = {**TINY_RUN, "epochs": 3}
 
 
 @pytest.fixture(scope="module")
