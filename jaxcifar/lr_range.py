@@ -126,6 +126,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     loader = train.make_train_loader(config, ds)
     metrics, stopped_at, reason = [], None, "completed"
     loss_host: list[float] = []
+    bar = train.progress_bar(config, n, "LR range test")
     t0 = time.perf_counter()
     epoch = 0
     while len(metrics) < n and stopped_at is None:
@@ -134,10 +135,15 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
             for images, labels in batches:
                 state, m = steps.train(state, parallel.put_batch((images, labels), mesh))
                 metrics.append(m)
+                if bar is not None:
+                    bar.update(1)
                 if len(metrics) % CHECK_EVERY == 0 or len(metrics) == n:
                     ready = len(metrics) - (2 if len(metrics) < n else 0)
                     loss_host += [float(x["loss"]) for x in parallel.to_host(metrics[len(loss_host) : ready])]
-                    stop = divergence(smooth(loss_host, config.lr_range_smoothing), config.lr_range_diverge)
+                    smoothed = smooth(loss_host, config.lr_range_smoothing)
+                    if bar is not None and len(smoothed):
+                        bar.set_postfix(lr=f"{lrs[len(smoothed) - 1]:.3g}", smoothed_loss=f"{smoothed[-1]:.3f}")
+                    stop = divergence(smoothed, config.lr_range_diverge)
                     if stop is not None:
                         stopped_at = stop
                         break
@@ -146,6 +152,8 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
         finally:
             batches.close()
         epoch += 1
+    if bar is not None:
+        bar.close()
     fetched = parallel.to_host(metrics)
     seconds = time.perf_counter() - t0
     loss = np.array([float(m["loss"]) for m in fetched])

@@ -524,7 +524,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
             for epoch in range(start_epoch, config.epochs):
                 first = start_batch if epoch == start_epoch else 0
                 epoch_log = partial if (epoch == start_epoch and partial) else {"lr": [], "loss": [], "accuracy": []}
-                bar = _progress(config, epoch, steps_per_epoch, first)
+                bar = progress_bar(config, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", first)
                 estimate = None
                 if epoch == start_epoch and jax.default_backend() == "cpu":
                     estimate = total_steps - (epoch * steps_per_epoch + first)
@@ -645,21 +645,14 @@ def _run_epoch(
     return state, fetched, time.perf_counter() - t0, completed
 
 
-def _progress(config: TrainConfig, epoch: int, total: int, initial: int):
-    if not config.progress:
+def progress_bar(config: TrainConfig, total: int, desc: str, initial: int = 0):
+    """A tqdm bar of steps on process 0; None with --no-progress and on the other processes."""
+    if not config.progress or jax.process_index() != 0:
         return None
     from tqdm.auto import tqdm
 
     # disable=None: no bar when stderr is not a terminal (logs get the epoch lines).
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=f"epoch {epoch + 1}/{config.epochs}",
-        unit="step",
-        leave=False,
-        disable=None,
-        dynamic_ncols=True,
-    )
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=None, dynamic_ncols=True)
 
 
 def _estimate(t0: float, done: int, remaining_steps: int) -> None:
