@@ -221,7 +221,8 @@ class BatchLoader:
     Train loaders shuffle every epoch, augment, and drop the last partial batch;
     eval loaders keep the order, only normalise, and keep every image. The next
     `prefetch` batches are made on `workers` background threads while the caller
-    works on the current one; an exception in a worker is raised in the caller.
+    works on the current one (by default 2 per worker); an exception in a worker
+    is raised in the caller.
 
     With `rows`, each batch holds only those rows of the global batch (a
     process's share in multi-host training), exactly as the global batch has them.
@@ -243,7 +244,7 @@ class BatchLoader:
         augment: Augmenter = "numpy",
         config: AugmentConfig = AugmentConfig(),
         workers: int = 1,
-        prefetch: int = 2,
+        prefetch: int | None = None,
         rows: slice | None = None,
     ):
         _check_images(images)
@@ -256,6 +257,7 @@ class BatchLoader:
                 f"batch_size {batch_size} is larger than the {len(images)} training images: "
                 "every batch would be dropped. Use a smaller --batch-size or more --n-train."
             )
+        prefetch = 2 * workers if prefetch is None else prefetch  # keep every worker busy
         if workers < 1 or prefetch < 1:
             raise ValueError(f"workers and prefetch must be >= 1, got {workers}, {prefetch}")
         self.images, self.labels = images, np.asarray(labels, np.int32)

@@ -23,7 +23,7 @@ from jaxcifar.augment import AUGMENTERS, BatchLoader
 
 def loader_throughput(images, labels, augment: str, workers: int, batches: int, batch_size: int = 512) -> float:
     """Images/s of `batches` augmented training batches through BatchLoader."""
-    loader = BatchLoader(images, labels, batch_size, train=True, augment=augment, workers=workers, prefetch=2 * workers)
+    loader = BatchLoader(images, labels, batch_size, train=True, augment=augment, workers=workers)
     batches = min(batches, len(loader))
     it = loader.epoch(0)
     next(it)  # warm-up: thread start, first allocation
