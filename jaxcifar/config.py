@@ -37,6 +37,24 @@ QUICK = {
     "lr_range_iters": 100,
 }
 
+# --recipe: named sets of settings, applied like --quick (flags still win).
+# "original" is the PyTorch original (EVA4 S11) our defaults follow: weight decay
+# 5e-3, LR_MAX from the LR range test, LR_MIN = LR_MAX / 10; it reached 93.18%.
+# "cifar10-fast" is David Page's hand-tuned recipe for the same network
+# (davidcpage/cifar10-fast, dawn.py), in mean-loss terms: Nesterov momentum 0.9,
+# weight decay 5e-4, logits x 0.125, LR 0 -> 0.4 at epoch 5 -> 0 at epoch 24;
+# 94.08% median test accuracy over 50 runs of 24 epochs on a V100.
+RECIPES: dict[str, dict[str, Any]] = {
+    "original": {},
+    "cifar10-fast": {
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "logit_scale": 0.125,
+        "lr_max": 0.4,
+        "lr_min": 0.0,
+    },
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -83,6 +101,7 @@ class TrainConfig:
     out: str | None = None  # run folder; None: runs/<timestamp>
     resume: bool = False  # continue the run in `out` from its latest checkpoint
     quick: bool = False  # small subset, narrow net, few epochs (see QUICK)
+    recipe: str = "original"  # original | cifar10-fast: a preset of the settings above (see RECIPES)
     gradcam: bool = True  # draw Grad-CAM figures at the end of the run
     progress: bool = True  # progress bar per epoch
     # Devices and processes
@@ -107,8 +126,10 @@ class TrainConfig:
             if isinstance(value, str):
                 if value != "auto":
                     raise ValueError(f"{name.replace('_', '-')} must be 'auto' or a number, got {value!r}")
-            elif not value > 0:
-                raise ValueError(f"{name.replace('_', '-')} must be positive, got {value}")
+            elif not (value > 0 if name == "lr_max" else value >= 0):  # LR_MIN 0: cifar10-fast's 0 -> 0.4 -> 0
+                raise ValueError(
+                    f"{name.replace('_', '-')} must be {'positive' if name == 'lr_max' else '>= 0'}, got {value}"
+                )
         if not isinstance(self.lr_max, str) and not isinstance(self.lr_min, str) and self.lr_min > self.lr_max:
             raise ValueError(f"lr-min ({self.lr_min}) must not exceed lr-max ({self.lr_max})")
         if not 0 < self.peak_epoch < self.epochs:
@@ -119,6 +140,8 @@ class TrainConfig:
             raise ValueError("weight-decay must be >= 0 and label-smoothing in [0, 1)")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0 (0 = automatic), got {self.workers}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
         if self.kernel_grad not in KERNEL_GRADS:
             raise ValueError(f"kernel-grad must be one of {KERNEL_GRADS}, got {self.kernel_grad!r}")
         if self.dtype not in DTYPES:
@@ -218,6 +241,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     g.add_argument(
         "--quick", action="store_true", default=None, help="small subset, narrow net, few epochs: minutes on a CPU"
     )
+    g.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        help="preset: original (EVA4 S11, the defaults) or cifar10-fast (Page: Nesterov, wd 5e-4, "
+        "logits x 0.125, LR 0 -> 0.4 -> 0); flags override it",
+    )
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     if lr_range_only:
         return
@@ -244,14 +273,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
 
 
 def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
-    """The config the command line asks for: its flags over --quick over the defaults.
+    """The config the command line asks for: its flags over --recipe and --quick over the defaults.
 
     Invalid combinations become argparse errors (exit status 2, message on stderr).
     """
     given = {
         k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in dataclasses.fields(TrainConfig)}
     }
-    values = {**(QUICK if given.get("quick") else {}), **given}
+    recipe = RECIPES.get(given.get("recipe", "original"), {})  # an unknown name fails in TrainConfig
+    values = {**(QUICK if given.get("quick") else {}), **recipe, **given}
     try:
         return TrainConfig(**values)
     except ValueError as e:

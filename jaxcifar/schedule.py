@@ -46,7 +46,7 @@ def one_cycle(
     """Piecewise-linear LR_MIN -> LR_MAX -> LR_MIN over `epochs`.
 
     Args:
-      lr_min: learning rate at the first and the last step.
+      lr_min: learning rate at the first and the last step (0 allowed: cifar10-fast).
       lr_max: learning rate at the peak.
       steps_per_epoch: optimizer steps per epoch (50,000 // 512 = 97).
       epochs: length of the run.
@@ -60,8 +60,8 @@ def one_cycle(
       >>> [round(float(s(i)), 4) for i in (0, 5, 10, 39)]
       [0.01, 0.055, 0.1, 0.01]
     """
-    if not (0 < lr_min <= lr_max):
-        raise ValueError(f"one_cycle needs 0 < lr_min <= lr_max, got lr_min={lr_min}, lr_max={lr_max}")
+    if not (0 <= lr_min <= lr_max and lr_max > 0):
+        raise ValueError(f"one_cycle needs 0 <= lr_min <= lr_max and lr_max > 0, got lr_min={lr_min}, lr_max={lr_max}")
     if steps_per_epoch < 1 or epochs < 1:
         raise ValueError(f"steps_per_epoch and epochs must be positive, got {steps_per_epoch} and {epochs}")
     if not (0 < peak_epoch < epochs):

@@ -5,6 +5,7 @@
 #   bash scripts/gpu_session.sh lr-train   # LR range test (980 it.) + the 24-epoch run + Grad-CAM
 #   bash scripts/gpu_session.sh bench      # scripts/benchmark.py with the torch baseline and --lr-range
 #   bash scripts/gpu_session.sh seeds N    # N seeds of the recipe with the LR found by lr-train
+#   bash scripts/gpu_session.sh seeds-fast N  # N seeds of --recipe cifar10-fast (Page's settings, no sweep)
 #
 # Prepare here first (both paths are git-ignored; name them in the call's carry):
 #   mkdir -p .carry && cp ../shared/data/cifar10-jpeg.tar.gz .carry/
@@ -13,7 +14,7 @@
 # Each stage leaves $OUT/evidence-<stage>.tar.gz (results/*.json, figures/*.png,
 # logs); unpack it here and commit.
 set -euo pipefail
-stage="${1:?stage: lr-train | bench | seeds N}"
+stage="${1:?stage: lr-train | bench | seeds N | seeds-fast N}"
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -47,8 +48,16 @@ case "$stage" in
     cp runs/seeds/seeds.json results/seeds-gpu.json
     tar czf "$OUT/evidence-seeds.tar.gz" results/seeds-gpu.json -C "$OUT" seeds.log gpu.txt
     ;;
+  seeds-fast)
+    n="${2:-5}"
+    rm -rf runs/seeds-fast
+    python3 scripts/seeds.py --seeds "$n" --recipe cifar10-fast --data "$DATA" --out runs/seeds-fast --no-progress \
+      --no-gradcam ${EXTRA:-} 2>&1 | tee "$OUT/seeds-fast.log"
+    cp runs/seeds-fast/seeds.json results/seeds-fast-gpu.json
+    tar czf "$OUT/evidence-seeds-fast.tar.gz" results/seeds-fast-gpu.json -C "$OUT" seeds-fast.log gpu.txt
+    ;;
   *)
-    echo "unknown stage $stage: lr-train | bench | seeds N" >&2
+    echo "unknown stage $stage: lr-train | bench | seeds N | seeds-fast N" >&2
     exit 2
     ;;
 esac

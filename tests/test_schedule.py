@@ -30,6 +30,16 @@ def test_no_annihilation_after_the_last_step():
     np.testing.assert_allclose(values(s, 24 * 97 + 50)[24 * 97 - 1 :], 0.004, rtol=1e-6)
 
 
+def test_cifar10_fast_triangle_from_zero():
+    # davidcpage/cifar10-fast: piecewise-linear [0, 5, 24] epochs -> [0, 0.4, 0], 97 steps per epoch.
+    s = one_cycle(0.0, 0.4, steps_per_epoch=97, epochs=24, peak_epoch=5)
+    lrs = values(s, 24 * 97)
+    np.testing.assert_allclose(
+        lrs[[0, 97, 485, 485 + 1]], [0.0, 0.4 / 5, 0.4, 0.4 - 0.4 / (24 * 97 - 1 - 485)], rtol=1e-5
+    )
+    assert lrs[0] == 0.0 and abs(lrs[-1]) < 1e-7 and lrs.min() >= 0
+
+
 def torch_one_cycle_linear(step, max_lr, total_steps, pct_start, div_factor, final_div_factor):
     """PyTorch's OneCycleLR with anneal_strategy='linear', three_phase=False, from its documented formula."""
     initial = max_lr / div_factor
@@ -60,8 +70,9 @@ def test_matches_the_pytorch_originals_onecycle_knots():
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((0.2, 0.1, 10), r"0 < lr_min <= lr_max, got lr_min=0.2, lr_max=0.1"),
-        ((0.0, 0.1, 10), r"0 < lr_min <= lr_max"),
+        ((0.2, 0.1, 10), r"0 <= lr_min <= lr_max and lr_max > 0, got lr_min=0.2, lr_max=0.1"),
+        ((-0.01, 0.1, 10), r"0 <= lr_min <= lr_max"),
+        ((0.0, 0.0, 10), r"lr_max > 0"),
         ((0.01, 0.1, 10, 24, 24), r"peak_epoch must lie strictly between 0 and epochs=24, got 24"),
         ((0.01, 0.1, 10, 24, 0), r"peak_epoch must lie strictly between 0 and epochs=24, got 0"),
         ((0.01, 0.1, 0), r"steps_per_epoch and epochs must be positive"),
@@ -83,4 +94,4 @@ def test_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit) as exc:
         schedule_lib.main(["--lr-min", "0.5", "--lr-max", "0.1"])
     assert exc.value.code == 2
-    assert "0 < lr_min <= lr_max" in capsys.readouterr().err
+    assert "0 <= lr_min <= lr_max" in capsys.readouterr().err

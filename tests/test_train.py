@@ -1,5 +1,6 @@
 """Tests for jaxcifar.train: the optimizer, the steps, the driver, resume, failures."""
 
+import dataclasses
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import optax
 import pytest
 from tiny import TINY_RUN
 
+from jaxcifar import config as config_lib
 from jaxcifar import data as data_lib
 from jaxcifar import parallel, train
 from jaxcifar.config import TrainConfig
@@ -139,6 +141,23 @@ def test_tiny_run_writes_every_output(tmp_path, tiny_data):
     assert config["config"]["lr_max"] == 0.05 and config["config"]["lr_min"] == 0.005
     assert config["versions"]["jax"] == jax.__version__ and config["platform"] == "cpu"
     assert summary["images_per_second"] > 0 and summary["compile_seconds"] > 0
+
+
+def test_cifar10_fast_recipe_trains_from_lr_zero(tmp_path, tiny_data):
+    fast = config_lib.parse(["--recipe", "cifar10-fast"], "x", "")
+    cfg = dataclasses.replace(fast, **{**TINY, "epochs": 2, "lr_max": 0.4, "out": str(tmp_path / "fast")})
+    summary = train.train_and_evaluate(cfg, tiny_data)
+    assert summary["status"] == "completed" and summary["final_train_accuracy"] > 0.5
+    metrics = json.loads((tmp_path / "fast" / "metrics.json").read_text())
+    lrs = np.array(metrics["steps"]["lr"])  # 0 -> 0.4 at step 10 -> 0 at step 19
+    np.testing.assert_allclose(lrs[[0, 5, 10, 19]], [0.0, 0.2, 0.4, 0.0], atol=1e-6)
+    config = json.loads((tmp_path / "fast" / "config.json").read_text())["config"]
+    assert (config["recipe"], config["nesterov"], config["logit_scale"], config["lr_min"]) == (
+        "cifar10-fast",
+        True,
+        0.125,
+        0.0,
+    )
 
 
 def test_same_seed_same_metrics(tmp_path, tiny_data):
@@ -278,6 +297,7 @@ def test_incompatible_checkpoint_is_a_clear_error(tmp_path, tiny_data):
         (["--lr-max", "0.01", "--lr-min", "0.1"], "lr-min (0.1) must not exceed lr-max (0.01)"),
         (["--resume"], "--resume continues the run in --out"),
         (["--augment", "torchvision"], "invalid choice: 'torchvision'"),
+        (["--recipe", "page"], "invalid choice: 'page'"),
         (["--batch-size", "0"], "batch-size must be positive, got 0"),
         (["--width", "-1"], "width must be positive, got -1"),
     ],
@@ -318,9 +338,22 @@ def test_help_documents_every_flag(capsys):
 
 
 def test_quick_sets_small_defaults_that_flags_override():
-    from jaxcifar import config as config_lib
-
     cfg = config_lib.parse(["--quick"], "x", "")
     assert (cfg.width, cfg.epochs, cfg.n_train, cfg.n_test, cfg.batch_size) == (16, 8, 5000, 1000, 128)
     cfg = config_lib.parse(["--quick", "--epochs", "3"], "x", "")
     assert cfg.epochs == 3 and cfg.width == 16
+
+
+def test_recipes_set_their_values_that_flags_override():
+    default = config_lib.parse([], "x", "")
+    assert default.recipe == "original"
+    assert (default.nesterov, default.weight_decay, default.logit_scale, default.lr_max) == (False, 5e-3, 1.0, "auto")
+    fast = config_lib.parse(["--recipe", "cifar10-fast"], "x", "")
+    assert (fast.nesterov, fast.weight_decay, fast.logit_scale, fast.lr_max, fast.lr_min) == (True, 5e-4, 0.125, 0.4, 0)
+    assert (fast.epochs, fast.batch_size, fast.peak_epoch, fast.cutout) == (24, 512, 5.0, 8)  # shared with original
+    mixed = config_lib.parse(["--recipe", "cifar10-fast", "--lr-max", "0.2", "--quick"], "x", "")
+    assert (mixed.lr_max, mixed.lr_min, mixed.weight_decay, mixed.width) == (0.2, 0.0, 5e-4, 16)
+    with pytest.raises(ValueError, match=r"recipe must be one of \('original', 'cifar10-fast'\), got 'page'"):
+        config_lib.TrainConfig(recipe="page")
+    with pytest.raises(ValueError, match="lr-min must be >= 0, got -0.1"):
+        config_lib.TrainConfig(lr_min=-0.1)
