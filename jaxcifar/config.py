@@ -103,6 +103,7 @@ class TrainConfig:
     quick: bool = False  # small subset, narrow net, few epochs (see QUICK)
     recipe: str = "original"  # original | cifar10-fast: a preset of the settings above (see RECIPES)
     gradcam: bool = True  # draw Grad-CAM figures at the end of the run
+    tta: bool = False  # also report test accuracy with flip test-time augmentation (2x eval cost)
     progress: bool = True  # progress bar per epoch
     # Devices and processes
     devices: int | None = None  # use the first N devices; None: all of them
@@ -262,6 +263,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     g.add_argument("--lr-range-json", help="reuse the LR range test in this lr_range.json instead of running one")
     g.add_argument(
         "--resume", action="store_true", default=None, help="continue the run in --out from its latest checkpoint"
+    )
+    g.add_argument(
+        "--tta",
+        action="store_true",
+        default=None,
+        help="also evaluate with flip test-time augmentation (mean logits of image and mirror); "
+        "the plain test accuracy stays the headline",
     )
     g.add_argument("--no-gradcam", dest="gradcam", action="store_false", default=None, help="skip the Grad-CAM figures")
     g = parser.add_argument_group("devices and processes")

@@ -95,11 +95,13 @@ def one_cycle(
 
 
 def accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
-    """Train and test accuracy per epoch (history keys: train_accuracy, test_accuracy)."""
+    """Train and test accuracy per epoch (history keys: train_accuracy, test_accuracy,
+    and test_accuracy_tta where the run evaluated with flip TTA)."""
     epochs = np.arange(1, len(history["train_accuracy"]) + 1)
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
+    curves = [("train_accuracy", "train"), ("test_accuracy", "test"), ("test_accuracy_tta", "test, flip TTA")]
+    for key, label in (c for c in curves if c[0] in history):
         values = 100 * np.asarray(history[key], dtype=np.float64)
         ax.plot(epochs, values, "o-", ms=3, label=f"{label} (best {np.nanmax(values):.2f}%)")
     ax.set_xlabel("epoch")

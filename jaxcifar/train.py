@@ -141,19 +141,27 @@ def train_step(
     return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
 
 
-def eval_step(state: TrainState, batch: tuple[jax.Array, jax.Array, jax.Array]) -> Metrics:
+def eval_step(state: TrainState, batch: tuple[jax.Array, jax.Array, jax.Array], tta: bool = False) -> Metrics:
     """Sums over a padded batch (images, labels, weights float32[B] of 1 = real, 0 = padding).
 
     Returns loss_sum, correct and count, so batches can be added up exactly.
+    With `tta`, also tta_loss_sum and tta_correct of horizontal-flip test-time
+    augmentation: the mean of the logits of each image and of its mirror image
+    (as cifar10-fast's bag of tricks and airbench evaluate).
     """
     images, labels, weights = batch
-    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return {
-        "loss_sum": jnp.sum(loss * weights),
-        "correct": jnp.sum((jnp.argmax(logits, -1) == labels) * weights),
-        "count": jnp.sum(weights),
-    }
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+    def sums(logits):
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return jnp.sum(loss * weights), jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+
+    logits = state.apply_fn(variables, images, train=False)
+    metrics = dict(zip(("loss_sum", "correct"), sums(logits)), count=jnp.sum(weights))
+    if tta:
+        mirrored = state.apply_fn(variables, images[:, :, ::-1], train=False)
+        metrics.update(zip(("tta_loss_sum", "tta_correct"), sums((logits + mirrored) / 2)))
+    return metrics
 
 
 @dataclasses.dataclass
@@ -168,7 +176,13 @@ class Steps:
 
 
 def compile_steps(
-    state: TrainState, mesh, batch_size: int, schedule: Schedule, label_smoothing: float = 0.0, with_eval: bool = True
+    state: TrainState,
+    mesh,
+    batch_size: int,
+    schedule: Schedule,
+    label_smoothing: float = 0.0,
+    with_eval: bool = True,
+    tta: bool = False,
 ) -> Steps:
     """jit + ahead-of-time compile both steps (compile time is measured apart)."""
     parallel.check_batch_size(batch_size, mesh)
@@ -188,7 +202,9 @@ def compile_steps(
     train = train.lower(state, (images, labels)).compile()
     evaluate_ = None
     if with_eval:
-        evaluate_ = jax.jit(eval_step, in_shardings=(state_sharding, data), out_shardings=scalar)
+        evaluate_ = jax.jit(
+            functools.partial(eval_step, tta=tta), in_shardings=(state_sharding, data), out_shardings=scalar
+        )
         evaluate_ = evaluate_.lower(state, (images, labels, weights)).compile()
     return Steps(train, evaluate_, mesh, batch_size, time.perf_counter() - start)
 
@@ -218,11 +234,18 @@ def device_eval_batches(loader: BatchLoader, batch_size: int, mesh) -> list[tupl
     ]
 
 
-def evaluate(steps: Steps, state: TrainState, batches: Sequence[tuple[jax.Array, ...]]) -> tuple[float, float]:
-    """(mean loss, accuracy) over batches from `device_eval_batches`."""
+def evaluate(steps: Steps, state: TrainState, batches: Sequence[tuple[jax.Array, ...]]) -> dict[str, float]:
+    """Mean loss and accuracy over batches from `device_eval_batches`.
+
+    Returns {"loss", "accuracy"}, plus {"tta_loss", "tta_accuracy"} when the
+    eval step was compiled with flip test-time augmentation.
+    """
     sums = [steps.eval(state, batch) for batch in batches]
     total = parallel.to_host(jax.tree.map(lambda *x: sum(x), *sums))
-    return float(total["loss_sum"] / total["count"]), float(total["correct"] / total["count"])
+    means = {"loss": total["loss_sum"], "accuracy": total["correct"]}
+    if "tta_correct" in total:
+        means.update(tta_loss=total["tta_loss_sum"], tta_accuracy=total["tta_correct"])
+    return {k: float(v / total["count"]) for k, v in means.items()}
 
 
 # --- checkpoints -----------------------------------------------------------------
@@ -406,7 +429,8 @@ def _epoch_line(epoch: int, epochs: int, row: dict) -> str:
     return (
         f"epoch {epoch + 1:>2}/{epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:6.2f}%"
         f"  test loss {row['test_loss']:.4f} acc {100 * row['test_accuracy']:6.2f}%"
-        f"  lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
+        + (f" (flip TTA {100 * row['test_accuracy_tta']:6.2f}%)" if "test_accuracy_tta" in row else "")
+        + f"  lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
     )
 
 
@@ -472,6 +496,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
             "seconds",
             "eval_seconds",
             "images_per_second",
+            *(("test_loss_tta", "test_accuracy_tta") if config.tta else ()),
         )
     }
     step_log: dict[str, list] = {"lr": [], "loss": [], "accuracy": []}
@@ -507,7 +532,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
     if not config.resume:
         checkpoint("latest", 0, 0)  # a last good checkpoint exists from the start
     state = parallel.put_replicated(state, mesh)
-    steps = compile_steps(state, mesh, config.batch_size, schedule, config.label_smoothing)
+    steps = compile_steps(state, mesh, config.batch_size, schedule, config.label_smoothing, tta=config.tta)
     test_batches = device_eval_batches(test_loader, config.batch_size, mesh)
     parallel.say(
         f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
@@ -545,7 +570,8 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
                     )
                     break
                 t1 = time.perf_counter()
-                test_loss, test_acc = evaluate(steps, state, test_batches)
+                test = evaluate(steps, state, test_batches)
+                test_acc = test["accuracy"]
                 eval_seconds = time.perf_counter() - t1
                 for k in step_log:
                     step_log[k] += epoch_log[k]
@@ -553,8 +579,13 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
                 row = {
                     "train_loss": float(np.mean(epoch_log["loss"])),
                     "train_accuracy": float(np.mean(epoch_log["accuracy"])),
-                    "test_loss": test_loss,
+                    "test_loss": test["loss"],
                     "test_accuracy": test_acc,
+                    **(
+                        {"test_loss_tta": test["tta_loss"], "test_accuracy_tta": test["tta_accuracy"]}
+                        if config.tta
+                        else {}
+                    ),
                     "lr": epoch_log["lr"][-1],
                     "seconds": seconds,
                     "eval_seconds": eval_seconds,
@@ -679,6 +710,14 @@ def _summarize(config, history, status, message, steps, wall, lr_info, env) -> d
         "best_test_accuracy": acc[best] if acc else None,
         "best_epoch": best + 1 if acc else None,
         "final_train_accuracy": history["train_accuracy"][-1] if acc else None,
+        **(
+            {
+                "final_test_accuracy_tta": history["test_accuracy_tta"][-1],
+                "best_test_accuracy_tta": max(history["test_accuracy_tta"]),
+            }
+            if acc and "test_accuracy_tta" in history
+            else {}
+        ),
         "best_train_accuracy": max(history["train_accuracy"]) if acc else None,
         "lr_min": config.lr_min,
         "lr_max": config.lr_max,

@@ -44,7 +44,7 @@ case "$stage" in
     sweep="${LR_RANGE_JSON:-.carry/lr_range.json}"
     rm -rf runs/seeds
     python3 scripts/seeds.py --seeds "$n" --data "$DATA" --lr-range-json "$sweep" --out runs/seeds --no-progress \
-      --no-gradcam ${EXTRA:-} 2>&1 | tee "$OUT/seeds.log"
+      --no-gradcam --tta ${EXTRA:-} 2>&1 | tee "$OUT/seeds.log"
     cp runs/seeds/seeds.json results/seeds-gpu.json
     tar czf "$OUT/evidence-seeds.tar.gz" results/seeds-gpu.json -C "$OUT" seeds.log gpu.txt
     ;;
@@ -52,7 +52,7 @@ case "$stage" in
     n="${2:-5}"
     rm -rf runs/seeds-fast
     python3 scripts/seeds.py --seeds "$n" --recipe cifar10-fast --data "$DATA" --out runs/seeds-fast --no-progress \
-      --no-gradcam ${EXTRA:-} 2>&1 | tee "$OUT/seeds-fast.log"
+      --no-gradcam --tta ${EXTRA:-} 2>&1 | tee "$OUT/seeds-fast.log"
     cp runs/seeds-fast/seeds.json results/seeds-fast-gpu.json
     tar czf "$OUT/evidence-seeds-fast.tar.gz" results/seeds-fast-gpu.json -C "$OUT" seeds-fast.log gpu.txt
     ;;

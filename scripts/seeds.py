@@ -8,7 +8,8 @@ the LR range test runs once, with the first seed, and every seed trains with
 the LR it found (--lr-range-json reuses an earlier one). Each seed's run folder
 is OUT/seed-<k>; OUT/seeds.json holds the table: per seed the final and best
 test accuracy and the time, then the mean, standard deviation (n-1), min, max
-and the share of runs at or above 93% and 94%.
+and the share of runs at or above 93% and 94% (and, with --tta, the same for
+the flip-TTA accuracy).
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ def summarize(rows: list[dict]) -> dict:
         "share_at_least_93": float(np.mean(final >= 0.93)),
         "share_at_least_94": float(np.mean(final >= 0.94)),
         "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rows])),
+        **_tta_summary(rows),
+    }
+
+
+def _tta_summary(rows: list[dict]) -> dict:
+    """With --tta: mean and sample std of the final flip-TTA test accuracy."""
+    if not all("final_test_accuracy_tta" in r for r in rows):
+        return {}
+    tta = np.array([r["final_test_accuracy_tta"] for r in rows], dtype=np.float64)
+    return {
+        "final_test_accuracy_tta_mean": float(tta.mean()),
+        "final_test_accuracy_tta_std": float(tta.std(ddof=1)) if len(tta) > 1 else 0.0,
+        "share_tta_at_least_94": float(np.mean(tta >= 0.94)),
     }
 
 
@@ -80,7 +94,9 @@ def main(argv=None) -> dict:
                         "train_seconds",
                         "lr_max",
                         "lr_min",
+                        "final_test_accuracy_tta",
                     )
+                    if k in summary
                 },
             }
         )
@@ -98,6 +114,12 @@ def main(argv=None) -> dict:
         f"(min {100 * s['final_test_accuracy_min']:.2f}, max {100 * s['final_test_accuracy_max']:.2f}) over "
         f"{s['runs']} seeds; >= 94%: {100 * s['share_at_least_94']:.0f}% of runs; wrote {out / 'seeds.json'}"
     )
+    if "final_test_accuracy_tta_mean" in s:
+        print(
+            f"with flip TTA: {100 * s['final_test_accuracy_tta_mean']:.2f}"
+            f" +- {100 * s['final_test_accuracy_tta_std']:.2f}%;"
+            f" >= 94%: {100 * s['share_tta_at_least_94']:.0f}% of runs"
+        )
     return result
 
 

@@ -29,6 +29,14 @@ def test_seed_summary_by_hand():
     assert s["final_test_accuracy_mean"] == pytest.approx(0.94)
     assert s["final_test_accuracy_std"] == pytest.approx(0.01)  # sample std of .93 .94 .95
     assert s["share_at_least_94"] == pytest.approx(2 / 3) and s["share_at_least_93"] == 1.0
+    assert "final_test_accuracy_tta_mean" not in s
+    for r, tta in zip(rows, (0.935, 0.945, 0.955)):
+        r["final_test_accuracy_tta"] = tta
+    s = seeds.summarize(rows)
+    assert s["final_test_accuracy_tta_mean"] == pytest.approx(0.945)
+    assert s["final_test_accuracy_tta_std"] == pytest.approx(0.01) and s["share_tta_at_least_94"] == pytest.approx(
+        2 / 3
+    )
 
 
 def test_seeds_runs_the_lr_range_test_once_and_every_seed(tmp_path, monkeypatch):

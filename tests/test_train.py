@@ -1,6 +1,7 @@
 """Tests for jaxcifar.train: the optimizer, the steps, the driver, resume, failures."""
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -97,6 +98,27 @@ def test_eval_step_ignores_padding(tiny_data):
     assert float(full["count"]) == 50
 
 
+def test_flip_tta_averages_the_logits_of_image_and_mirror(tiny_data):
+    model = ResNet9(width=4)
+    state = train.create_train_state(model, train.make_optimizer(0.1), jax.random.key(2))
+    from jaxcifar.augment import normalize
+
+    images, labels = normalize(tiny_data.test_images[:50]), tiny_data.test_labels[:50]
+    out = jax.jit(functools.partial(train.eval_step, tta=True))(state, train.pad_batch(images, labels, 64))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    mean = (model.apply(variables, images) + model.apply(variables, np.flip(images, axis=2))) / 2  # NHWC: W = 2
+    loss = optax.softmax_cross_entropy_with_integer_labels(mean, labels)
+    np.testing.assert_allclose(float(out["tta_loss_sum"]), float(loss.sum()), rtol=1e-5)
+    assert float(out["tta_correct"]) == float((jnp.argmax(mean, -1) == labels).sum())
+    # Left-right symmetric images are their own mirror: TTA changes nothing (a
+    # vertical flip would).
+    symmetric = (images + np.flip(images, axis=2)) / 2
+    assert not np.allclose(symmetric, np.flip(symmetric, axis=1))
+    out = jax.jit(functools.partial(train.eval_step, tta=True))(state, train.pad_batch(symmetric, labels, 64))
+    np.testing.assert_allclose(float(out["tta_loss_sum"]), float(out["loss_sum"]), rtol=1e-5)
+    assert "tta_correct" not in jax.jit(train.eval_step)(state, train.pad_batch(images, labels, 64))
+
+
 def test_label_smoothing_matches_its_definition():
     logits = jnp.array([[2.0, 0.0, -1.0]])
     eps = 0.3
@@ -145,10 +167,14 @@ def test_tiny_run_writes_every_output(tmp_path, tiny_data):
 
 def test_cifar10_fast_recipe_trains_from_lr_zero(tmp_path, tiny_data):
     fast = config_lib.parse(["--recipe", "cifar10-fast"], "x", "")
-    cfg = dataclasses.replace(fast, **{**TINY, "epochs": 2, "lr_max": 0.4, "out": str(tmp_path / "fast")})
+    cfg = dataclasses.replace(fast, **{**TINY, "epochs": 2, "lr_max": 0.4, "tta": True, "out": str(tmp_path / "fast")})
     summary = train.train_and_evaluate(cfg, tiny_data)
     assert summary["status"] == "completed" and summary["final_train_accuracy"] > 0.5
+    # --tta adds the flip-TTA test metrics beside the plain ones.
+    assert 0.1 < summary["final_test_accuracy_tta"] <= 1 and summary["best_test_accuracy_tta"] >= 0.1
     metrics = json.loads((tmp_path / "fast" / "metrics.json").read_text())
+    assert len(metrics["epochs"]["test_accuracy_tta"]) == len(metrics["epochs"]["test_loss_tta"]) == 2
+    assert metrics["epochs"]["test_accuracy_tta"][-1] == summary["final_test_accuracy_tta"]
     lrs = np.array(metrics["steps"]["lr"])  # 0 -> 0.4 at step 10 -> 0 at step 19
     np.testing.assert_allclose(lrs[[0, 5, 10, 19]], [0.0, 0.2, 0.4, 0.0], atol=1e-6)
     config = json.loads((tmp_path / "fast" / "config.json").read_text())["config"]
