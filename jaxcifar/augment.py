@@ -12,7 +12,7 @@ The recipe of the PyTorch original, per image and freshly random each epoch:
      of albumentations 2's CoarseDropout; DeVries & Taylor's Cutout instead draws
      the centre anywhere and clips the hole at the border).
 
-Test images are only normalised. Two implementations with the same distribution:
+Test images are only normalised. Three implementations with the same distribution:
 
   numpy           (default) whole batches at once: pad, crop and flip are one
                   gather through precomputed indices, then one normalise pass.
@@ -20,6 +20,10 @@ Test images are only normalised. Two implementations with the same distribution:
                   (scripts/benchmark_augment.py), 5-6x albumentations.
   albumentations  an `A.Compose` of exactly the transforms above, image by image,
                   for users who know that library.
+  device          the host draws what the numpy path draws and sends uint8
+                  images with the draws; `augment_device.apply` does the pixel
+                  work inside the jitted step (same images as numpy, bit for bit
+                  up to float rounding of the normalisation).
 
 Randomness is explicit: batch b of epoch e draws from
 `np.random.default_rng([seed, epoch, b])`, and the epoch's shuffle from
@@ -44,8 +48,9 @@ import numpy as np
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
-Augmenter = Literal["numpy", "albumentations"]
-AUGMENTERS = ("numpy", "albumentations")
+Augmenter = Literal["numpy", "albumentations", "device"]
+AUGMENTERS = ("numpy", "albumentations", "device")
+HOST_AUGMENTERS = ("numpy", "albumentations")  # those that make float32 batches here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +117,10 @@ class Draws:
     def __getitem__(self, rows: slice) -> Draws:
         """The draws of some images of the batch (a process's share of it)."""
         return Draws(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
+
+    def packed(self) -> np.ndarray:
+        """int32[N, 5]: columns dy, dx, flip (0/1), hole_y, hole_x (for augment_device.apply)."""
+        return np.stack([getattr(self, f.name) for f in dataclasses.fields(self)], axis=1).astype(np.int32)
 
 
 def draw(n: int, rng: np.random.Generator, config: AugmentConfig = AugmentConfig(), size: int = 32) -> Draws:
@@ -200,14 +209,14 @@ def augment_albumentations(
 
 
 def make_augment(name: Augmenter, config: AugmentConfig = AugmentConfig()) -> Callable:
-    """`fn(images uint8, rng) -> float32` for an implementation name."""
+    """`fn(images uint8, rng) -> float32` for a host implementation name."""
     if name == "numpy":
         return lambda images, rng: augment_numpy(images, rng, config)
     if name == "albumentations":
         # A pipeline per batch (~0.1 ms): re-seeding a shared one from two
         # worker threads would race.
         return lambda images, rng: augment_albumentations(images, rng, config)
-    raise ValueError(f"augment must be one of {AUGMENTERS}, got {name!r}")
+    raise ValueError(f"host augmentation must be one of {HOST_AUGMENTERS}, got {name!r}")
 
 
 def _check_images(images: np.ndarray) -> None:
@@ -218,6 +227,8 @@ def _check_images(images: np.ndarray) -> None:
 class BatchLoader:
     """Batches of `(images float32[B, 32, 32, 3], labels int32[B])` for one split.
 
+    With augment="device", training batches are instead `(images uint8[B, 32,
+    32, 3], labels, draws int32[B, 5])`, for `augment_device.apply` in the step.
     Train loaders shuffle every epoch, augment, and drop the last partial batch;
     eval loaders keep the order, only normalise, and keep every image. The next
     `prefetch` batches are made on `workers` background threads while the caller
@@ -279,7 +290,7 @@ class BatchLoader:
             return np.arange(len(self.images))
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
 
-    def batch(self, epoch: int, index: int, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, epoch: int, index: int, order: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """Batch `index` of `epoch`; a pure function of (seed, epoch, index)."""
         order = self.order(epoch) if order is None else order
         idx = order[index * self.batch_size : (index + 1) * self.batch_size]
@@ -287,13 +298,15 @@ class BatchLoader:
         if self.augment is None:
             return normalize(self.images[mine], self.config), self.labels[mine]
         rng = np.random.default_rng([self.seed, epoch, index])
-        if self.augment == "numpy":  # draw for the whole batch, apply to this process's rows
-            draws = draw(len(idx), rng, self.config, self.images.shape[1])
-            return apply_numpy(self.images[mine], draws[self.rows], self.config), self.labels[mine]
+        if self.augment in ("numpy", "device"):  # draw for the whole batch, apply to this process's rows
+            draws = draw(len(idx), rng, self.config, self.images.shape[1])[self.rows]
+            if self.augment == "device":
+                return self.images[mine], self.labels[mine], draws.packed()
+            return apply_numpy(self.images[mine], draws, self.config), self.labels[mine]
         # albumentations draws per batch: augment the whole batch, keep the rows.
         return augment_albumentations(self.images[idx], rng, self.config)[self.rows], self.labels[mine]
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, ...]]:
         """The batches of an epoch from batch `start` on, made ahead in the background."""
         order = self.order(epoch)
         indices = iter(range(start, len(self)))
@@ -329,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--data", default=None, help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA or download)"
     )
     parser.add_argument("--data-dir", default=None, help="tfds data_dir, or where --data download keeps the archive")
-    parser.add_argument("--augment", choices=AUGMENTERS, default="numpy", help="implementation (default: numpy)")
+    parser.add_argument("--augment", choices=HOST_AUGMENTERS, default="numpy", help="implementation (default: numpy)")
     parser.add_argument("--flip-prob", type=float, default=0.5, help="horizontal flip probability (default: 0.5)")
     parser.add_argument("--images", type=int, default=10, help="rows: one training image each, one per class first")
     parser.add_argument("--copies", type=int, default=5, help="augmented copies per image")

@@ -83,7 +83,7 @@ class TrainConfig:
     weight_decay: float = 5e-3  # L2 coefficient added to the gradient (PyTorch SGD style), all params
     label_smoothing: float = 0.0
     # Augmentation (host side)
-    augment: str = "numpy"  # numpy | albumentations
+    augment: str = "numpy"  # numpy | albumentations | device (host draws, pixel work in the step)
     flip_prob: float = 0.5  # horizontal flip probability (the PyTorch original: 0.7)
     cutout: int = 8  # Cutout hole side in pixels; 0 disables
     workers: int = 0  # augmentation threads; 0 = min(4, CPU cores)
@@ -217,7 +217,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     g.add_argument("--weight-decay", type=float, help=f"L2 added to the gradient (default: {d.weight_decay})")
     g.add_argument("--label-smoothing", type=float, help=f"(default: {d.label_smoothing})")
     g = parser.add_argument_group("augmentation")
-    g.add_argument("--augment", choices=AUGMENTERS, help="host augmentation (default: numpy)")
+    g.add_argument(
+        "--augment",
+        choices=AUGMENTERS,
+        help="numpy or albumentations on the host; device: the host draws, the step does the pixel work "
+        "on uint8 batches (default: numpy)",
+    )
     g.add_argument("--flip-prob", type=float, help=f"horizontal flip probability (default: {d.flip_prob})")
     g.add_argument("--cutout", type=int, help=f"Cutout hole side, 0 disables (default: {d.cutout})")
     g.add_argument("--workers", type=int, help="augmentation threads (default: 0 = min(4, CPU cores))")

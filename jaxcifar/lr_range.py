@@ -122,7 +122,15 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     tx = train.make_optimizer(schedule, config.momentum, config.nesterov, config.weight_decay)
     state = train.create_train_state(model, tx, jax.random.fold_in(jax.random.key(config.seed), 0))
     state = parallel.put_replicated(state, mesh)
-    steps = train.compile_steps(state, mesh, config.batch_size, schedule, config.label_smoothing, with_eval=False)
+    steps = train.compile_steps(
+        state,
+        mesh,
+        config.batch_size,
+        schedule,
+        config.label_smoothing,
+        with_eval=False,
+        augment=train.device_augment(config),
+    )
     loader = train.make_train_loader(config, ds)
     metrics, stopped_at, reason = [], None, "completed"
     loss_host: list[float] = []
@@ -132,8 +140,8 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     while len(metrics) < n and stopped_at is None:
         batches = loader.epoch(epoch)
         try:
-            for images, labels in batches:
-                state, m = steps.train(state, parallel.put_batch((images, labels), mesh))
+            for batch in batches:
+                state, m = steps.train(state, parallel.put_batch(batch, mesh))
                 metrics.append(m)
                 if bar is not None:
                     bar.update(1)

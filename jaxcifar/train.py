@@ -45,15 +45,15 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from jaxcifar import augment_device, parallel, plots, records
 from jaxcifar import config as config_lib
-from jaxcifar import parallel, plots, records
 from jaxcifar.augment import AugmentConfig, BatchLoader
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10, default_cache_dir, load_cifar10, subset
 from jaxcifar.model import ResNet9, init_variables
 from jaxcifar.schedule import Schedule, one_cycle
 
-Batch = tuple[jax.Array, jax.Array]
+Batch = tuple[jax.Array, ...]  # (images, labels), or (uint8 images, labels, draws) with --augment device
 Metrics = dict[str, jax.Array]
 
 
@@ -116,14 +116,24 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
 
 
 def train_step(
-    state: TrainState, batch: Batch, schedule: Schedule, label_smoothing: float = 0.0
+    state: TrainState,
+    batch: Batch,
+    schedule: Schedule,
+    label_smoothing: float = 0.0,
+    augment: AugmentConfig | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One SGD step on a batch (images float32[B, 32, 32, 3], labels int32[B]).
 
+    With `augment` (--augment device) the batch is (images uint8[B, 32, 32, 3],
+    labels, draws int32[B, 5]) and the step augments it first.
     Returns the new state and scalar metrics: mean loss, accuracy, and the LR
     this step used.
     """
-    images, labels = batch
+    if augment is not None:
+        images, labels, draws = batch
+        images = augment_device.apply(images, draws, augment)
+    else:
+        images, labels = batch
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
@@ -183,8 +193,12 @@ def compile_steps(
     label_smoothing: float = 0.0,
     with_eval: bool = True,
     tta: bool = False,
+    augment: AugmentConfig | None = None,
 ) -> Steps:
-    """jit + ahead-of-time compile both steps (compile time is measured apart)."""
+    """jit + ahead-of-time compile both steps (compile time is measured apart).
+
+    `augment`: the training step augments uint8 batches on the device (see train_step).
+    """
     parallel.check_batch_size(batch_size, mesh)
     state_sharding = jax.tree.map(lambda _: parallel.replicated(mesh), state)
     data = parallel.batch_sharding(mesh)
@@ -194,12 +208,17 @@ def compile_steps(
     weights = jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=data)
     start = time.perf_counter()
     train = jax.jit(
-        functools.partial(train_step, schedule=schedule, label_smoothing=label_smoothing),
+        functools.partial(train_step, schedule=schedule, label_smoothing=label_smoothing, augment=augment),
         in_shardings=(state_sharding, data),
         out_shardings=(state_sharding, scalar),
         donate_argnums=0,
     )
-    train = train.lower(state, (images, labels)).compile()
+    if augment is None:
+        train = train.lower(state, (images, labels)).compile()
+    else:
+        raw = jax.ShapeDtypeStruct((batch_size, 32, 32, 3), jnp.uint8, sharding=data)
+        draws = jax.ShapeDtypeStruct((batch_size, 5), jnp.int32, sharding=data)
+        train = train.lower(state, (raw, labels, draws)).compile()
     evaluate_ = None
     if with_eval:
         evaluate_ = jax.jit(
@@ -323,6 +342,16 @@ def load_data(config: TrainConfig) -> CIFAR10:
     )
 
 
+def augment_config(config: TrainConfig) -> AugmentConfig:
+    """The augmentation recipe of a run."""
+    return AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout)
+
+
+def device_augment(config: TrainConfig) -> AugmentConfig | None:
+    """The recipe for the training step to apply, with --augment device; else None."""
+    return augment_config(config) if config.augment == "device" else None
+
+
 def make_train_loader(config: TrainConfig, ds: CIFAR10) -> BatchLoader:
     """Augmented training batches as the config says; this process's rows of each."""
     return BatchLoader(
@@ -332,7 +361,7 @@ def make_train_loader(config: TrainConfig, ds: CIFAR10) -> BatchLoader:
         train=True,
         seed=config.seed,
         augment=config.augment,
-        config=AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout),
+        config=augment_config(config),
         workers=config.augment_threads,
         rows=parallel.process_slice(config.batch_size),
     )
@@ -532,7 +561,9 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
     if not config.resume:
         checkpoint("latest", 0, 0)  # a last good checkpoint exists from the start
     state = parallel.put_replicated(state, mesh)
-    steps = compile_steps(state, mesh, config.batch_size, schedule, config.label_smoothing, tta=config.tta)
+    steps = compile_steps(
+        state, mesh, config.batch_size, schedule, config.label_smoothing, tta=config.tta, augment=device_augment(config)
+    )
     test_batches = device_eval_batches(test_loader, config.batch_size, mesh)
     parallel.say(
         f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
@@ -645,11 +676,11 @@ def _run_epoch(
     t0 = time.perf_counter()
     completed = True
     try:
-        for images, labels in batches:
+        for batch in batches:
             if stop.requested:
                 completed = False
                 break
-            state, metrics = steps.train(state, parallel.put_batch((images, labels), steps.mesh))
+            state, metrics = steps.train(state, parallel.put_batch(batch, steps.mesh))
             metrics_dev.append(metrics)
             done = len(metrics_dev)
             if bar is not None:

@@ -6,8 +6,9 @@
 Measures, on the default device: compile time and training-step throughput
 (images/s) in float32 and bfloat16 (and, on CPU, both conv kernel gradients);
 eval throughput; the host augmentation of both paths on one thread and on all
-cores; an epoch through the real pipeline (BatchLoader -> device -> step) with
-the share of time the device waited for the host; optionally the 980-step LR
+cores; an epoch through the real pipeline (BatchLoader -> device -> step), with
+host (numpy) and with device augmentation, and the share of time the device
+waited for the host; optionally the 980-step LR
 range test; and the same network and step in PyTorch (eager, channels-last,
 torch.compile, bfloat16 autocast where supported) when torch is installed.
 Prints a table and writes results/benchmark-<device>.json (command, hardware,
@@ -85,13 +86,14 @@ def pipeline_epoch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, 
     schedule = one_cycle(0.004, 0.04, 97)
     state = train.create_train_state(train.make_model(config), train.make_optimizer(schedule), jax.random.key(0))
     state = parallel.put_replicated(state, mesh)
-    compiled = train.compile_steps(state, mesh, config.batch_size, schedule, with_eval=False)
+    compiled = train.compile_steps(
+        state, mesh, config.batch_size, schedule, with_eval=False, augment=train.device_augment(config)
+    )
     loader = BatchLoader(
         images, labels, config.batch_size, train=True, augment=config.augment, workers=config.augment_threads
     )
     # Warm up: one step outside the timing.
-    x, y = loader.batch(0, 0)
-    state, metrics = compiled.train(state, parallel.put_batch((x, y), mesh))
+    state, metrics = compiled.train(state, parallel.put_batch(loader.batch(0, 0), mesh))
     jax.block_until_ready(metrics)
     total = min(len(loader), max_steps or len(loader))
     waited, done = 0.0, 0
@@ -100,9 +102,9 @@ def pipeline_epoch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, 
     try:
         while done < total:
             t_wait = time.perf_counter()
-            x, y = next(batches)
+            batch = next(batches)
             waited += time.perf_counter() - t_wait
-            state, metrics = compiled.train(state, parallel.put_batch((x, y), mesh))
+            state, metrics = compiled.train(state, parallel.put_batch(batch, mesh))
             done += 1
         jax.block_until_ready(metrics)
     finally:
@@ -115,6 +117,7 @@ def pipeline_epoch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, 
         "host_wait_s": waited,
         "host_wait_fraction": waited / seconds,
         "workers": config.augment_threads,
+        "augment": config.augment,
     }
 
 
@@ -182,7 +185,10 @@ def main(argv=None) -> dict:
     import benchmark_augment
 
     result["augmentation"] = benchmark_augment.measure(images, labels, batches=40)
-    result["epoch"] = pipeline_epoch(dataclasses.replace(base, dtype=best_dtype), images, labels, args.epoch_steps)
+    result["epoch"] = [
+        pipeline_epoch(dataclasses.replace(base, dtype=best_dtype, augment=a), images, labels, args.epoch_steps)
+        for a in ("numpy", "device")
+    ]
     if args.lr_range:
         result["lr_range"] = lr_range_seconds(dataclasses.replace(base, dtype=best_dtype), images, labels)
     result["torch"] = [] if args.no_torch else torch_rows(args.batch_size, args.width, args.steps)
@@ -217,11 +223,12 @@ def _print(r: dict) -> None:
         print(f"  {k}: {v:.2f}x")
     for a in r["augmentation"]:
         print(f"augmentation {a['augment']:<15} {a['workers']} thread(s): {a['images_per_s']:>10,} img/s")
-    e = r["epoch"]
-    print(
-        f"pipeline epoch: {e['steps']} steps in {e['seconds']:.2f} s, {e['images_per_s']:,.0f} img/s, "
-        f"device waited for the host {100 * e['host_wait_fraction']:.1f}% of the time"
-    )
+    for e in r["epoch"]:
+        print(
+            f"pipeline epoch, --augment {e['augment']}: {e['steps']} steps in {e['seconds']:.2f} s, "
+            f"{e['images_per_s']:,.0f} img/s, the device waited for the host "
+            f"{100 * e['host_wait_fraction']:.1f}% of the time"
+        )
     if "lr_range" in r:
         lr = r["lr_range"]
         print(
