@@ -99,6 +99,22 @@ def pipeline(out: Path) -> dict:
         evals.append(train.evaluate(train.compile_steps(state, mesh, 64, lambda s: 0.1), state, batches))
     result["eval_1_8"] = evals
 
+    # --augment device on 8 devices: each device augments its shard of the uint8
+    # batch inside the step; the loss equals that of the host-augmented batch.
+    from jaxcifar.augment import AugmentConfig
+
+    mesh, constant = parallel.make_mesh(8), optax.constant_schedule(0.05)
+    losses = []
+    for mode in ("numpy", "device"):
+        fresh = train.create_train_state(ResNet9(width=4), train.make_optimizer(constant), jax.random.key(0))
+        fresh = parallel.put_replicated(fresh, mesh)
+        augment = AugmentConfig() if mode == "device" else None
+        compiled = train.compile_steps(fresh, mesh, 64, constant, with_eval=False, augment=augment)
+        batch = BatchLoader(ds.train_images, ds.train_labels, 64, train=True, augment=mode).batch(0, 0)
+        _, metrics = compiled.train(fresh, parallel.put_batch(batch, mesh))
+        losses.append(metrics_loss(metrics))
+    result["augment_numpy_device_loss"] = [float(x) for x in losses]
+
     # Grad-CAM on state replicated over the 8-device mesh equals Grad-CAM on host arrays.
     sharded = parallel.put_replicated(v8, parallel.make_mesh(8))
     result["state_devices"] = len(jax.tree.leaves(sharded)[0].sharding.device_set)

@@ -108,6 +108,9 @@ def test_driver_eval_gradcam_and_resume_across_device_counts(tmp_path):
     one, eight = r["eval_1_8"]
     np.testing.assert_allclose(eight["loss"], one["loss"], rtol=1e-5)
     assert eight["accuracy"] == one["accuracy"]
+    # A step on 8 devices with --augment device: the loss of the host-augmented step.
+    host_loss, device_loss = r["augment_numpy_device_loss"]
+    np.testing.assert_allclose(device_loss, host_loss, rtol=1e-5)
     # Grad-CAM works on state replicated over 8 devices, with the same maps.
     assert r["state_devices"] == 8 and r["gradcam_max_diff"] < 1e-5
     # A checkpoint written mid-epoch by an 8-device run resumes on 1 device.
