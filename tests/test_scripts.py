@@ -109,3 +109,45 @@ def test_collect_run_copies_evidence_and_never_overwrites(tmp_path):
     assert (tmp_path / "figures" / "accuracy-cpu.png").exists()
     with pytest.raises(FileExistsError, match="pass --force"):
         collect.collect(run, "tiny", "-cpu", root=tmp_path)
+
+
+def test_gpu_session_seed_stage_dry_run(tmp_path):
+    # The GPU session's script, dry-run on this CPU with a tiny run, so it cannot
+    # rot between the rare sessions that have a GPU.
+    import os
+    import subprocess
+    import tarfile
+
+    root = SCRIPTS.parent
+    work = tmp_path / "repo"  # a stand-in repository root: the script writes runs/ and results/ there
+    work.mkdir()
+    for name in ("jaxcifar", "scripts"):
+        (work / name).symlink_to(root / name)
+    (work / "results").mkdir()
+    tiny = "--n-train 640 --n-test 100 --width 4 --batch-size 64 --epochs 2 --peak-epoch 1 --lr-max 0.05"
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "out"),
+        "DATA": "synthetic",
+        "EXTRA": tiny,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # python3 = this interpreter
+        "JAXCIFAR_CACHE": str(tmp_path / "cache"),
+    }
+    done = subprocess.run(
+        ["bash", str(work / "scripts" / "gpu_session.sh"), "seeds-fast", "2"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with tarfile.open(tmp_path / "out" / "evidence-seeds-fast.tar.gz") as tar:
+        assert set(tar.getnames()) == {"results/seeds-fast-gpu.json", "seeds-fast.log", "gpu.txt"}
+    table = json.loads((work / "results" / "seeds-fast-gpu.json").read_text())
+    assert table["summary"]["runs"] == 2 and table["config"]["recipe"] == "cifar10-fast"
+    assert "final_test_accuracy_tta_mean" in table["summary"]  # the seed stages evaluate with --tta too
+    bad = subprocess.run(
+        ["bash", str(work / "scripts" / "gpu_session.sh"), "train"], cwd=work, env=env, text=True, capture_output=True
+    )
+    assert bad.returncode == 2 and "unknown stage train" in bad.stderr
