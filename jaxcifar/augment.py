@@ -348,12 +348,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--copies", type=int, default=5, help="augmented copies per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="figures/augmented_samples.png", help="output PNG")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
     if not 1 <= args.images <= 50 or not 1 <= args.copies <= 12:
         parser.error("--images must be in 1..50 and --copies in 1..12")
+    from jaxcifar import records
+
     try:
         config = AugmentConfig(flip_prob=args.flip_prob)
-    except ValueError as e:
+        records.refuse_overwrite(args.out, force=args.force)
+    except (ValueError, FileExistsError) as e:
         parser.error(str(e))
     ds = data_lib.load_cifar10(args.data, data_dir=args.data_dir)
     rng = np.random.default_rng(args.seed)

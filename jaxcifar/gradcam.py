@@ -240,9 +240,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="the class each map explains (default: predicted)",
     )
     parser.add_argument("--data", help="override the run's data source (tfds | download | PATH)")
+    parser.add_argument("--force", action="store_true", help="replace the two figures where they exist")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 100:
         parser.error(f"--count must be in 1..100, got {args.count}")
+    from jaxcifar import records
+
+    out = Path(args.out or args.run)
+    try:
+        records.refuse_overwrite(out / "gradcam_misclassified.png", out / "misclassified.png", force=args.force)
+    except FileExistsError as e:
+        parser.error(str(e))
     try:
         return run_on(
             args.run,

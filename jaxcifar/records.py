@@ -49,6 +49,20 @@ def _umask() -> int:
     return mask
 
 
+def refuse_overwrite(*paths: str | os.PathLike, force: bool = False) -> None:
+    """Raises FileExistsError naming the paths that exist, unless `force`.
+
+    Every command that writes to a path a user may already hold calls this
+    before doing any work, and takes --force to replace.
+    """
+    taken = [str(p) for p in paths if Path(p).exists()]
+    if taken and not force:
+        raise FileExistsError(
+            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; "
+            "nothing is overwritten. Pass --force to replace, or choose another output path."
+        )
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Writes `obj` as indented JSON, atomically. NaN/inf are written as null."""
     with atomic_open(path, "w") as f:

@@ -89,12 +89,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--peak-epoch", type=float, default=5.0)
     parser.add_argument("--out", default="figures/one_cycle.png", help="output PNG")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
+    from jaxcifar import plots, records
+
     try:
         schedule = one_cycle(args.lr_min, args.lr_max, args.steps_per_epoch, args.epochs, args.peak_epoch)
-    except ValueError as e:
+        records.refuse_overwrite(args.out, force=args.force)
+    except (ValueError, FileExistsError) as e:
         parser.error(str(e))
-    from jaxcifar import plots
 
     lrs = values(schedule, args.epochs * args.steps_per_epoch)
     plots.one_cycle(lrs, args.steps_per_epoch, args.out)

@@ -158,10 +158,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr-range", action="store_true", help="also time the 980-step LR range test")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None, help="JSON path (default: results/benchmark-<device>.json)")
+    parser.add_argument("--force", action="store_true", help="replace the JSON if it exists")
     args = parser.parse_args(argv)
 
     env = records.provenance()
     cpu = env["platform"] == "cpu"
+    device = re.sub(r"[^A-Za-z0-9]+", "-", env["device_kind"]).strip("-").lower() or env["platform"]
+    out = Path(args.out or f"results/benchmark-{device}.json")
+    try:  # before minutes of measuring
+        records.refuse_overwrite(out, force=args.force)
+    except FileExistsError as e:
+        parser.error(str(e))
     base = TrainConfig(width=args.width, batch_size=args.batch_size, workers=args.workers)
     if args.data:
         from jaxcifar.data import load_cifar10
@@ -201,8 +208,6 @@ def main(argv=None) -> dict:
         result["note"] = "pass --lr-range to time the LR range test"
 
     _print(result)
-    device = re.sub(r"[^A-Za-z0-9]+", "-", env["device_kind"]).strip("-").lower() or env["platform"]
-    out = Path(args.out or f"results/benchmark-{device}.json")
     records.write_json(out, result)
     print(f"wrote {out}")
     return result

@@ -54,7 +54,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", default=None, help="CIFAR-10 source (default: random images)")
     parser.add_argument("--batches", type=int, default=40, help="batches of 512 per numpy measurement")
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--force", action="store_true", help="replace --json if it exists")
     args = parser.parse_args(argv)
+    if args.json:
+        from jaxcifar.records import refuse_overwrite
+
+        try:
+            refuse_overwrite(args.json, force=args.force)
+        except FileExistsError as e:
+            parser.error(str(e))
     if args.data:
         from jaxcifar.data import load_cifar10
 

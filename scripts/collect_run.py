@@ -28,10 +28,7 @@ def collect(run: Path, name: str, suffix: str = "", force: bool = False, root: P
     targets = [
         (run / f"{f}.png", root / "figures" / f"{f}{suffix}.png") for f in FIGURES if (run / f"{f}.png").exists()
     ]
-    if not force:
-        taken = [str(p) for p in [out, *(t for _, t in targets)] if p.exists()]
-        if taken:
-            raise FileExistsError(f"{', '.join(taken)} exist; pass --force to replace them")
+    records.refuse_overwrite(out, *(t for _, t in targets), force=force)
     config, summary = records.read_json(run / "config.json"), records.read_json(run / "summary.json")
     metrics = records.read_json(run / "metrics.json")
     result = {

@@ -36,7 +36,7 @@ case "$stage" in
     tar czf "$OUT/evidence-lr-train.tar.gz" results/gpu-24.json figures/*.png -C "$OUT" train.log gpu.txt
     ;;
   bench)
-    python3 scripts/benchmark.py --data "$DATA" --lr-range 2>&1 | tee "$OUT/bench.log"
+    python3 scripts/benchmark.py --data "$DATA" --lr-range --force 2>&1 | tee "$OUT/bench.log"
     tar czf "$OUT/evidence-bench.tar.gz" results/benchmark-*.json -C "$OUT" bench.log gpu.txt
     ;;
   seeds)

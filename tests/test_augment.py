@@ -328,3 +328,6 @@ def test_augment_cli_draws_the_sample_grid(tmp_path):
     with Image.open(out) as im:
         width, height = im.size
     assert width > 300 and height > 300  # 3 rows x 3 columns of 32x32 images, scaled up
+    with pytest.raises(SystemExit) as exc:
+        aug.main(["--data", "synthetic", "--images", "3", "--copies", "2", "--out", str(out)])
+    assert exc.value.code == 2

@@ -193,6 +193,11 @@ def test_cli_writes_both_figures(tiny_run, tmp_path):
     variables = train.load_variables(run / "checkpoints" / "best.msgpack", model)
     predicted = gc.predict_classes(model, variables, ds.test_images)
     np.testing.assert_array_equal(result["indices"], np.flatnonzero(predicted != ds.test_labels)[:6])
+    # The figures now exist: a second call keeps them unless --force.
+    with pytest.raises(SystemExit) as exc:
+        gc.main(["--run", str(run), "--out", str(tmp_path), "--count", "3"])
+    assert exc.value.code == 2
+    assert len(gc.main(["--run", str(run), "--out", str(tmp_path), "--count", "3", "--force"])["indices"]) == 3
 
 
 def test_random_choice_is_seeded(tiny_run, tmp_path):

@@ -88,6 +88,13 @@ def test_cli_draws_the_triangle(tmp_path, capsys):
     schedule_lib.main(["--lr-min", "0.00444", "--lr-max", "0.0444", "--out", str(out)])
     assert out.stat().st_size > 10_000
     assert "0.00444 -> 0.0444 at epoch 5 -> 0.00444" in capsys.readouterr().out
+    before = out.stat().st_mtime_ns
+    with pytest.raises(SystemExit) as exc:  # an existing figure is kept unless --force
+        schedule_lib.main(["--lr-min", "0.001", "--lr-max", "0.01", "--out", str(out)])
+    assert exc.value.code == 2 and "already exists; nothing is overwritten. Pass --force" in capsys.readouterr().err
+    assert out.stat().st_mtime_ns == before
+    schedule_lib.main(["--lr-min", "0.001", "--lr-max", "0.01", "--out", str(out), "--force"])
+    assert "0.001 -> 0.01" in capsys.readouterr().out
 
 
 def test_cli_rejects_bad_arguments(capsys):

@@ -91,6 +91,16 @@ def test_benchmark_writes_its_record(tmp_path):
     assert result["command"]
 
 
+def test_benchmark_refuses_to_overwrite_before_measuring(tmp_path, capsys):
+    bench = load("benchmark")
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--width", "4", "--out", str(out)])
+    assert exc.value.code == 2 and "bench.json already exists" in capsys.readouterr().err
+    assert out.read_text() == "{}"
+
+
 def test_collect_run_copies_evidence_and_never_overwrites(tmp_path):
     collect = load("collect_run")
     from jaxcifar import train
@@ -107,7 +117,7 @@ def test_collect_run_copies_evidence_and_never_overwrites(tmp_path):
     assert saved["status"] == "completed" and len(saved["epochs"]["test_accuracy"]) == 2
     assert saved["command"] and saved["versions"]["jax"] and saved["config"]["width"] == 4
     assert (tmp_path / "figures" / "accuracy-cpu.png").exists()
-    with pytest.raises(FileExistsError, match="pass --force"):
+    with pytest.raises(FileExistsError, match="Pass --force"):
         collect.collect(run, "tiny", "-cpu", root=tmp_path)
 
 

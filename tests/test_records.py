@@ -1,0 +1,48 @@
+"""Tests for jaxcifar.records: atomic files, JSON without NaN, the overwrite guard, provenance."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from jaxcifar import records
+
+
+def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "a.json"
+    records.write_json(path, {"x": 1})
+    with pytest.raises(RuntimeError):
+        with records.atomic_open(path, "w") as f:
+            f.write("half a fi")
+            raise RuntimeError("crash")
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert os.listdir(tmp_path) == ["a.json"]  # no temporary file left behind
+
+
+def test_json_has_no_nan_and_takes_numpy_scalars(tmp_path):
+    path = tmp_path / "m.json"
+    records.write_json(path, {"loss": [1.5, float("nan"), float("inf")], "acc": np.float32(0.5), "n": np.int64(3)})
+    assert records.read_json(path) == {"loss": [1.5, None, None], "acc": 0.5, "n": 3}
+
+
+def test_refuse_overwrite_names_what_exists(tmp_path):
+    a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
+    records.refuse_overwrite(a, b)  # nothing there yet
+    a.write_bytes(b"x")
+    b.write_bytes(b"y")
+    with pytest.raises(FileExistsError, match=r"a\.png, .*b\.png already exist; nothing is overwritten\. Pass --force"):
+        records.refuse_overwrite(a, b, c)
+    with pytest.raises(FileExistsError, match=r"a\.png already exists;"):
+        records.refuse_overwrite(a, c)
+    records.refuse_overwrite(a, b, force=True)
+
+
+def test_command_line_and_provenance(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/x/jaxcifar/train.py", "--lr-max", "auto", "--out", "runs/a b"])
+    assert records.command_line() == "python -m jaxcifar.train --lr-max auto --out 'runs/a b'"
+    monkeypatch.setattr(sys, "argv", ["scripts/seeds.py", "--seeds", "5"])
+    assert records.command_line() == "python scripts/seeds.py --seeds 5"
+    env = records.provenance()
+    assert env["platform"] == "cpu" and env["device_count"] >= 1 and env["versions"]["numpy"] == np.__version__
