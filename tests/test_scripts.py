@@ -85,6 +85,11 @@ def test_benchmark_writes_its_record(tmp_path):
     kinds = {(s["dtype"], s["kernel_grad"]) for s in saved["steps"]}
     assert kinds == {("float32", "taps"), ("bfloat16", "taps"), ("float32", "xla")}
     assert all(s["train_images_per_s"] > 0 and s["compile_s"] > 0 for s in saved["steps"])
+    forward = 2 * 32 * 32 * 9 * (3 * 4 + 5 * 4 * 8) + 2 * 32 * 10  # FLOPs per image at width 4: 3,170,944
+    for s in saved["steps"]:  # derived: a step is 3x the forward; the recipe is 24 x 97 x 512 images
+        rate = s["train_images_per_s"]
+        assert s["train_tflop_per_s"] == pytest.approx(3 * forward * rate / 1e12)
+        assert s["projected_24_epochs_s"] == pytest.approx(1_191_936 / rate)
     assert [e["augment"] for e in saved["epoch"]] == ["numpy", "device"]
     assert all(e["steps"] == 2 and 0 <= e["host_wait_fraction"] <= 1 for e in saved["epoch"])
     assert {a["augment"] for a in saved["augmentation"]} == {"numpy", "albumentations", "device"}
