@@ -30,7 +30,7 @@ python3 -c "import jax, flax, optax; print('jax', jax.__version__, jax.devices()
 case "$stage" in
   lr-train)
     rm -rf runs/gpu-24
-    python3 -m jaxcifar.train --lr-max auto --data "$DATA" --out runs/gpu-24 --no-progress ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
+    python3 -m jaxcifar.train --lr-max auto --data "$DATA" --out runs/gpu-24 --no-progress --tta ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
     python3 scripts/collect_run.py runs/gpu-24 --name gpu-24 --force
     cp runs/gpu-24/lr_range.json "$OUT/lr_range.json"
     tar czf "$OUT/evidence-lr-train.tar.gz" results/gpu-24.json figures/*.png -C "$OUT" train.log gpu.txt
