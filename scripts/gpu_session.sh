@@ -9,7 +9,11 @@
 #
 # Prepare here first (both paths are git-ignored; name them in the call's carry):
 #   mkdir -p .carry && cp ../shared/data/cifar10-jpeg.tar.gz .carry/
-#   wheels for albumentations and its dependencies in .whl/ (see the device README)
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     -d .whl albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.3 pydantic-core==2.50.4 \
+#     annotated-types==0.8.0 typing-inspection==0.4.5 simsimd==6.5.16 stringzilla==5.3.2
+#   (the image lacks albumentations and these needs of it; 7.7 MB) and carry [".carry", ".whl"].
 # EXTRA adds flags to every run (a dry run on a CPU: EXTRA=--quick DATA=synthetic).
 # Each stage leaves $OUT/evidence-<stage>.tar.gz (results/*.json, figures/*.png,
 # logs); unpack it here and commit.
