@@ -1,4 +1,4 @@
-"""Host-side augmentation and the batch iterator: uint8 images in, NumPy batches out.
+"""The augmentation recipe: uint8 images and random choices in, normalised float batches out.
 
 The recipe of the PyTorch original, per image and freshly random each epoch:
 
@@ -25,10 +25,9 @@ Test images are only normalised. Three implementations with the same distributio
                   work inside the jitted step (same images as numpy, bit for bit
                   up to float rounding of the normalisation).
 
-Randomness is explicit: batch b of epoch e draws from
-`np.random.default_rng([seed, epoch, b])`, and the epoch's shuffle from
-`np.random.default_rng([seed, epoch])`. So a run is reproducible, batches can be
-made on several threads in any order, and a resumed run sees the same data.
+Randomness is explicit: every function that draws takes an `np.random.Generator`
+(`jaxcifar.loader` seeds one per batch). The crop's index arithmetic,
+`source_indices`, serves both the NumPy and the device path.
 
 This module imports no JAX.
 """
@@ -36,13 +35,15 @@ This module imports no JAX.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
+
+from jaxcifar import data as data_lib
+from jaxcifar import plots, records
 
 # Per-channel mean and std of the official CIFAR-10 training images (0..1 scale).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -97,11 +98,30 @@ def denormalize(images: np.ndarray, config: AugmentConfig = AugmentConfig()) -> 
     return np.clip(images * np.asarray(config.std) + np.asarray(config.mean), 0.0, 1.0).astype(np.float32)
 
 
-def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+def _reflect(index, size: int, xp=np):
     """Maps out-of-range indices back inside by reflection without repeating the edge."""
     period = 2 * (size - 1)
-    index = np.abs(index) % period
-    return np.where(index >= size, period - index, index)
+    index = xp.abs(index) % period
+    return xp.where(index >= size, period - index, index)
+
+
+def source_indices(dy, dx, flip, pad: int, height: int, width: int, xp=np):
+    """Where each output pixel of pad-reflect, crop and flip comes from in the source image.
+
+    Output pixel (r, c) of image i comes from padded (dy + r, dx + c'), with c' = c,
+    or width-1-c when flipped; padded index q is source index reflect(q - pad).
+    Shared by the NumPy path and `augment_device` (`xp` = numpy or jax.numpy).
+
+    Args:
+      dy, dx: int[N] crop offsets in the padded image; flip: bool or 0/1 [N].
+
+    Returns:
+      (rows int[N, height], cols int[N, width]): source row and column indices.
+    """
+    r, c = xp.arange(height)[None, :], xp.arange(width)[None, :]
+    rows = _reflect(dy[:, None] + r - pad, height, xp)
+    cols = _reflect(dx[:, None] + xp.where(flip[:, None] > 0, width - 1 - c, c) - pad, width, xp)
+    return rows, cols
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,12 +168,7 @@ def apply_numpy(images: np.ndarray, draws: Draws, config: AugmentConfig = Augmen
     """
     _check_images(images)
     n, h, w, _ = images.shape
-    p = config.pad
-    # Output pixel (r, c) of image i comes from padded (dy + r, dx + c'), with
-    # c' = c or w-1-c when flipped; padded index q is source index reflect(q - p).
-    rows = _reflect(draws.dy[:, None] + np.arange(h)[None, :] - p, h)
-    cols = np.where(draws.flip[:, None], np.arange(w)[::-1][None, :], np.arange(w)[None, :])
-    cols = _reflect(draws.dx[:, None] + cols - p, w)
+    rows, cols = source_indices(draws.dy, draws.dx, draws.flip, config.pad, h, w)
     # Viewing each RGB pixel as one 3-byte item makes the gather 2x faster.
     pixels = np.ascontiguousarray(images).reshape(n, h, w * 3).view("V3")
     out_u8 = pixels[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
@@ -173,7 +188,10 @@ def augment_numpy(images: np.ndarray, rng: np.random.Generator, config: AugmentC
 
 def albumentations_pipeline(config: AugmentConfig = AugmentConfig(), seed: int | None = None):
     """The recipe as an albumentations 2 `A.Compose`, applied image by image."""
-    import albumentations as A  # lazy: only this path needs it (and OpenCV)
+    # albumentations 2 checks online for a newer version when imported, unless told
+    # not to: no network calls from a training run (offline nodes wait on them).
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A  # here: only this path needs it (and OpenCV)
     import cv2
 
     transforms = [
@@ -224,116 +242,8 @@ def _check_images(images: np.ndarray) -> None:
         raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype}{list(images.shape)}")
 
 
-class BatchLoader:
-    """Batches of `(images float32[B, 32, 32, 3], labels int32[B])` for one split.
-
-    With augment="device", training batches are instead `(images uint8[B, 32,
-    32, 3], labels, draws int32[B, 5])`, for `augment_device.apply` in the step.
-    Train loaders shuffle every epoch, augment, and drop the last partial batch;
-    eval loaders keep the order, only normalise, and keep every image. The next
-    `prefetch` batches are made on `workers` background threads while the caller
-    works on the current one (by default 2 per worker); an exception in a worker
-    is raised in the caller.
-
-    With `rows`, each batch holds only those rows of the global batch (a
-    process's share in multi-host training), exactly as the global batch has them.
-
-    Example:
-      loader = BatchLoader(ds.train_images, ds.train_labels, 512, train=True, seed=0)
-      for images, labels in loader.epoch(0):
-          state, metrics = train_step(state, (images, labels))
-    """
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        batch_size: int,
-        *,
-        train: bool,
-        seed: int = 0,
-        augment: Augmenter = "numpy",
-        config: AugmentConfig = AugmentConfig(),
-        workers: int = 1,
-        prefetch: int | None = None,
-        rows: slice | None = None,
-    ):
-        _check_images(images)
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if train and batch_size > len(images):
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the {len(images)} training images: "
-                "every batch would be dropped. Use a smaller --batch-size or more --n-train."
-            )
-        prefetch = 2 * workers if prefetch is None else prefetch  # keep every worker busy
-        if workers < 1 or prefetch < 1:
-            raise ValueError(f"workers and prefetch must be >= 1, got {workers}, {prefetch}")
-        self.images, self.labels = images, np.asarray(labels, np.int32)
-        self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.config, self.workers, self.prefetch = config, workers, prefetch
-        if augment not in AUGMENTERS:
-            raise ValueError(f"augment must be one of {AUGMENTERS}, got {augment!r}")
-        self.augment = augment if train else None
-        self.rows = rows if rows is not None else slice(None)
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        n, b = len(self.images), self.batch_size
-        return n // b if self.train else -(-n // b)
-
-    def order(self, epoch: int) -> np.ndarray:
-        """The image order of an epoch: a fresh permutation in training."""
-        if not self.train:
-            return np.arange(len(self.images))
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
-
-    def batch(self, epoch: int, index: int, order: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-        """Batch `index` of `epoch`; a pure function of (seed, epoch, index)."""
-        order = self.order(epoch) if order is None else order
-        idx = order[index * self.batch_size : (index + 1) * self.batch_size]
-        mine = idx[self.rows]
-        if self.augment is None:
-            return normalize(self.images[mine], self.config), self.labels[mine]
-        rng = np.random.default_rng([self.seed, epoch, index])
-        if self.augment in ("numpy", "device"):  # draw for the whole batch, apply to this process's rows
-            draws = draw(len(idx), rng, self.config, self.images.shape[1])[self.rows]
-            if self.augment == "device":
-                return self.images[mine], self.labels[mine], draws.packed()
-            return apply_numpy(self.images[mine], draws, self.config), self.labels[mine]
-        # albumentations draws per batch: augment the whole batch, keep the rows.
-        return augment_albumentations(self.images[idx], rng, self.config)[self.rows], self.labels[mine]
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[np.ndarray, ...]]:
-        """The batches of an epoch from batch `start` on, made ahead in the background."""
-        order = self.order(epoch)
-        indices = iter(range(start, len(self)))
-        pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxcifar-batches")
-        pending: deque[concurrent.futures.Future] = deque()
-        try:
-            for i in indices:
-                pending.append(pool.submit(self.batch, epoch, i, order))
-                if len(pending) >= self.prefetch:
-                    break
-            while pending:
-                result = pending.popleft().result()  # re-raises a worker's exception here
-                nxt = next(indices, None)
-                if nxt is not None:
-                    pending.append(pool.submit(self.batch, epoch, nxt, order))
-                yield result
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m jaxcifar.augment --out figures/augmented_samples.png`: the sample grid."""
-    from jaxcifar import data as data_lib
-    from jaxcifar import plots
-
     parser = argparse.ArgumentParser(
         prog="python -m jaxcifar.augment",
         description="Draw training images beside augmented copies of them.",
@@ -352,8 +262,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.images <= 50 or not 1 <= args.copies <= 12:
         parser.error("--images must be in 1..50 and --copies in 1..12")
-    from jaxcifar import records
-
     try:
         config = AugmentConfig(flip_prob=args.flip_prob)
         records.refuse_overwrite(args.out, force=args.force)

@@ -15,16 +15,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcifar.augment import AugmentConfig
+from jaxcifar.augment import AugmentConfig, source_indices
 
 DEFAULT = AugmentConfig()  # the seed recipe
-
-
-def _reflect(index: jax.Array, size: int) -> jax.Array:
-    """Out-of-range indices mapped back inside by reflection, the edge not repeated."""
-    period = 2 * (size - 1)
-    index = jnp.abs(index) % period
-    return jnp.where(index >= size, period - index, index)
 
 
 def apply(images: jax.Array, draws: jax.Array, config: AugmentConfig = DEFAULT) -> jax.Array:
@@ -45,16 +38,13 @@ def apply(images: jax.Array, draws: jax.Array, config: AugmentConfig = DEFAULT) 
             f"{list(images.shape)} and {list(draws.shape)}"
         )
     n, h, w, _ = images.shape
-    dy, dx, flip, hole_y, hole_x = (draws[:, i, None] for i in range(5))
-    r, c = jnp.arange(h)[None], jnp.arange(w)[None]
-    # Output pixel (r, c) comes from padded (dy + r, dx + c'), c' = c or w-1-c when
-    # flipped; padded index q is source index reflect(q - pad).
-    rows = _reflect(dy + r - config.pad, h)
-    cols = _reflect(dx + jnp.where(flip > 0, w - 1 - c, c) - config.pad, w)
+    rows, cols = source_indices(draws[:, 0], draws[:, 1], draws[:, 2], config.pad, h, w, xp=jnp)
     out = images[jnp.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
     out = out.astype(jnp.float32) * jnp.asarray(config.scale) + jnp.asarray(config.shift)
     if config.cutout:
         k = config.cutout
+        r, c = jnp.arange(h)[None], jnp.arange(w)[None]
+        hole_y, hole_x = draws[:, 3, None], draws[:, 4, None]
         in_rows = (r >= hole_y) & (r < hole_y + k)  # [N, H]
         in_cols = (c >= hole_x) & (c < hole_x + k)  # [N, W]
         out = jnp.where((in_rows[:, :, None] & in_cols[:, None, :])[..., None], 0.0, out)

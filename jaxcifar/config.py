@@ -1,12 +1,25 @@
-"""One configuration for a run: a frozen dataclass, its flags, and its JSON.
+"""One configuration for a run: a frozen dataclass, its presets, its flags, and its JSON.
 
 `TrainConfig` holds every setting of a training run and of the LR range test
 that may precede it, with units in the comments. Its defaults are the recipe of
 the PyTorch original (SGD momentum 0.9, weight decay 5e-3 added to the gradient,
-batch 512, 24 epochs, one-cycle LR_MAX/10 -> LR_MAX -> LR_MAX/10 with LR_MAX
-from an LR range test). It is validated on construction, built from the command
-line by `from_args`, saved as `config.json` with every run, and varied with
-`dataclasses.replace`.
+batch 512, 24 epochs, one-cycle LR_MAX/10 -> LR_MAX at epoch 5 -> LR_MAX/10 with
+LR_MAX from an LR range test). It is validated on construction, saved as
+`config.json` with every run, and varied with `dataclasses.replace`.
+
+Presets (`recipe`, `quick`) are applied by `TrainConfig.create`, never by the
+command line alone, and a config checks that it holds the values of the presets
+it names: settings given beside a preset win over it and are listed in
+`overrides`, so config.json says exactly what ran.
+
+    TrainConfig.create(recipe="cifar10-fast")                 # Page's settings
+    TrainConfig.create(quick=True, epochs=4)                  # --quick --epochs 4
+
+Each flag is named as its field (`lr_range_iters` is `--lr-range-iters`; older
+names such as `--num-iter` still work), so `to_argv(config)` turns a config back
+into the flags that make it. `None` means "decide at run time": `lr_max=None` runs
+the LR range test, `lr_min=None` is LR_MAX / lr_div, `dtype=None` is bfloat16 on
+GPU/TPU and float32 on CPU, `peak_epoch=None` is 5/24 of the epochs.
 """
 
 from __future__ import annotations
@@ -17,33 +30,34 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from jaxcifar.augment import AUGMENTERS
+from jaxcifar.augment import AUGMENTERS, AugmentConfig
 
-DTYPES = ("auto", "float32", "bfloat16")
-KERNEL_GRADS = ("auto", "xla", "taps")
+DTYPES = ("float32", "bfloat16")
+KERNEL_GRADS = ("xla", "taps")
 LR_RULES = ("accuracy", "steepest", "min-loss")
+LR_RANGE_MODES = ("exp", "linear")
+# The peak's place in the run when --peak-epoch is not given: epoch 5 of 24, as
+# the recipe has it (OneCycleLR's pct_start scales the same way with the run).
+PEAK_FRACTION = 5 / 24
 
-# --quick: a first try on a laptop CPU. Each value applies only where the command
-# line does not set it. On the 2-core development machine with the real images:
-# LR range test 15 s, 8 epochs of 6 s, 62.6% test accuracy. Batches of 128 rather
-# than 512: 4x the steps in the same time (and 1.5x the images/s on a CPU).
-QUICK = {
+# --quick: a first try on a laptop CPU (5,000 images, width 16, 8 epochs of batch
+# 128, peak at 5/24 of the run = epoch 1.67, a 100-step LR range test): minutes on a
+# CPU. Batches of 128 rather than 512 give 4x the steps in the same time.
+QUICK: dict[str, Any] = {
     "n_train": 5000,
     "n_test": 1000,
     "width": 16,
     "epochs": 8,
-    "peak_epoch": 2.0,
     "batch_size": 128,
     "lr_range_iters": 100,
 }
 
-# --recipe: named sets of settings, applied like --quick (flags still win).
-# "original" is the PyTorch original (EVA4 S11) our defaults follow: weight decay
-# 5e-3, LR_MAX from the LR range test, LR_MIN = LR_MAX / 10; it reached 93.18%.
-# "cifar10-fast" is David Page's hand-tuned recipe for the same network
-# (davidcpage/cifar10-fast, dawn.py), in mean-loss terms: Nesterov momentum 0.9,
-# weight decay 5e-4, logits x 0.125, LR 0 -> 0.4 at epoch 5 -> 0 at epoch 24;
-# 94.08% median test accuracy over 50 runs of 24 epochs on a V100.
+# --recipe: named sets of settings. "original" is the PyTorch original (EVA4 S11)
+# our defaults follow: weight decay 5e-3, LR_MAX from the LR range test, LR_MIN =
+# LR_MAX / 10; it reached 93.18%. "cifar10-fast" is David Page's hand-tuned recipe
+# for the same network (davidcpage/cifar10-fast, dawn.py), in mean-loss terms:
+# Nesterov momentum 0.9, weight decay 5e-4, logits x 0.125, LR 0 -> 0.4 at epoch 5
+# -> 0 at epoch 24; 94.08% median test accuracy over 50 runs of 24 epochs on a V100.
 RECIPES: dict[str, dict[str, Any]] = {
     "original": {},
     "cifar10-fast": {
@@ -55,6 +69,24 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 
+# Settings that say where and how a run is shown, not what it computes: they may
+# differ when a run is resumed (python -m jaxcifar.train --out RUN --resume ...).
+RESUMABLE = (
+    "progress",
+    "devices",
+    "distributed",
+    "coordinator",
+    "num_processes",
+    "process_id",
+    "workers",
+    "cache_dir",
+    "data",
+    "data_dir",
+    "gradcam",
+    "checkpoint_every",
+)
+_AUTO_FIELDS = ("lr_max", "lr_min", "dtype", "kernel_grad")  # "auto" in old config.json files = None
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -63,48 +95,51 @@ class TrainConfig:
     # Data
     data: str | None = None  # tfds | download | synthetic | PATH; None: $JAXCIFAR_DATA, else download
     data_dir: str | None = None  # tfds data_dir / where `download` keeps the archive
-    cache_dir: str | None = None  # decoded-array cache; None: $JAXCIFAR_CACHE or ~/.cache/jaxcifar
+    cache_dir: str | None = None  # decoded-array and compilation cache; None: $JAXCIFAR_CACHE or ~/.cache/jaxcifar
     n_train: int | None = None  # class-stratified training subset (images); None: all 50,000
     n_test: int | None = None  # test subset (images); None: all 10,000
     # Model
     width: int = 64  # base width: stages of w, 2w, 4w, 8w channels
-    dtype: str = "auto"  # compute type; auto = bfloat16 on GPU/TPU, float32 on CPU
+    dtype: str | None = None  # compute type: float32 | bfloat16; None: bfloat16 on GPU/TPU, float32 on CPU
     logit_scale: float = 1.0  # logits multiplier (cifar10-fast: 0.125)
-    kernel_grad: str = "auto"  # conv kernel gradient: auto = taps on CPU, xla elsewhere
+    kernel_grad: str | None = None  # conv kernel gradient: xla | taps; None: taps on CPU, xla elsewhere
     # Optimisation
     epochs: int = 24
     batch_size: int = 512  # images per step (global, over all devices)
-    lr_max: float | str = "auto"  # peak LR per step; "auto" = from the LR range test
-    lr_min: float | str = "auto"  # start/end LR; "auto" = lr_max / lr_div
-    lr_div: float = 10.0  # LR_MAX / LR_MIN when lr_min is auto (OneCycleLR's div_factor)
-    peak_epoch: float = 5.0  # epochs until the LR peak
+    lr_max: float | None = None  # peak LR per step; None: from the LR range test
+    lr_min: float | None = None  # LR at the first and last step; None: lr_max / lr_div
+    lr_div: float = 10.0  # LR_MAX / LR_MIN when lr_min is None (OneCycleLR's div_factor)
+    peak_epoch: float | None = None  # epochs until the LR peak; None: 5/24 of the epochs (5 of 24)
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-3  # L2 coefficient added to the gradient (PyTorch SGD style), all params
     label_smoothing: float = 0.0
-    # Augmentation (host side)
+    # Augmentation
     augment: str = "numpy"  # numpy | albumentations | device (host draws, pixel work in the step)
     flip_prob: float = 0.5  # horizontal flip probability (the PyTorch original: 0.7)
     cutout: int = 8  # Cutout hole side in pixels; 0 disables
     workers: int = 0  # augmentation threads; 0 = min(4, CPU cores)
-    # LR range test (with lr_max = "auto", or `python -m jaxcifar.lr_range`)
+    # LR range test (with lr_max None, or `python -m jaxcifar.lr_range`)
     lr_range_start: float = 1e-4  # first LR of the sweep
     lr_range_end: float = 0.1  # last LR of the sweep
     lr_range_iters: int = 980  # sweep length in steps (10 epochs of 98 batches in the original)
     lr_range_mode: str = "exp"  # exp | linear spacing of the sweep
-    lr_range_rule: str = "accuracy"  # accuracy | steepest | min-loss: how LR_MAX is picked
+    lr_range_rule: str = "accuracy"  # how LR_MAX is picked (LR_RULES)
     lr_range_smoothing: float = 0.05  # EMA factor of the smoothed curves
     lr_range_diverge: float = 4.0  # stop when smoothed loss > this x its best
     lr_range_json: str | None = None  # reuse an earlier sweep instead of running one
     # Run
-    seed: int = 0
+    seed: int = 0  # initialisation, data order and augmentation
     out: str | None = None  # run folder; None: runs/<timestamp>
     resume: bool = False  # continue the run in `out` from its latest checkpoint
-    quick: bool = False  # small subset, narrow net, few epochs (see QUICK)
-    recipe: str = "original"  # original | cifar10-fast: a preset of the settings above (see RECIPES)
+    checkpoint_every: int = 1  # epochs between checkpoints; 0: only the last (and on Ctrl-C)
     gradcam: bool = True  # draw Grad-CAM figures at the end of the run
     tta: bool = False  # also report test accuracy with flip test-time augmentation (2x eval cost)
     progress: bool = True  # progress bar per epoch
+    # Presets
+    recipe: str = "original"  # original | cifar10-fast (see RECIPES)
+    quick: bool = False  # small subset, narrow net, few epochs (see QUICK)
+    overrides: tuple[str, ...] = ()  # preset settings this config changes (given beside the preset)
     # Devices and processes
     devices: int | None = None  # use the first N devices; None: all of them
     distributed: bool = False  # multi-process: call jax.distributed.initialize first
@@ -113,59 +148,108 @@ class TrainConfig:
     process_id: int | None = None  # this process, 0..num_processes-1 (default: from the environment)
 
     def __post_init__(self) -> None:
-        def positive(name: str) -> None:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in _AUTO_FIELDS:  # config.json files of earlier versions wrote "auto"
+            if getattr(self, name) == "auto":
+                object.__setattr__(self, name, None)
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+        self._check_numbers()
+        self._check_choices()
+        self._check_presets()
+        if self.resume and self.out is None:
+            raise ValueError("--resume continues the run in --out: name its folder with --out runs/NAME")
 
-        for name in ("width", "epochs", "batch_size", "lr_div", "lr_range_start", "lr_range_end"):
-            positive(name)
+    def _check_numbers(self) -> None:
+        def flag(name: str) -> str:
+            return name.replace("_", "-")
+
+        for name in ("width", "epochs", "batch_size", "lr_div", "lr_range_start", "lr_range_end", "logit_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{flag(name)} must be positive, got {getattr(self, name)}")
         for name in ("n_train", "n_test", "devices", "num_processes"):
-            if getattr(self, name) is not None:
-                positive(name)
-        for name in ("lr_max", "lr_min"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                if value != "auto":
-                    raise ValueError(f"{name.replace('_', '-')} must be 'auto' or a number, got {value!r}")
-            elif not (value > 0 if name == "lr_max" else value >= 0):  # LR_MIN 0: cifar10-fast's 0 -> 0.4 -> 0
-                raise ValueError(
-                    f"{name.replace('_', '-')} must be {'positive' if name == 'lr_max' else '>= 0'}, got {value}"
-                )
-        if not isinstance(self.lr_max, str) and not isinstance(self.lr_min, str) and self.lr_min > self.lr_max:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"{flag(name)} must be positive, got {getattr(self, name)}")
+        for name in ("seed", "workers", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.process_id is not None and self.process_id < 0:
+            raise ValueError(f"process-id must be >= 0, got {self.process_id}")
+        if self.lr_max is not None and not self.lr_max > 0:
+            raise ValueError(f"lr-max must be positive, got {self.lr_max}")
+        if self.lr_min is not None and not self.lr_min >= 0:  # LR_MIN 0: cifar10-fast's 0 -> 0.4 -> 0
+            raise ValueError(f"lr-min must be >= 0, got {self.lr_min}")
+        if self.lr_max is not None and self.lr_min is not None and self.lr_min > self.lr_max:
             raise ValueError(f"lr-min ({self.lr_min}) must not exceed lr-max ({self.lr_max})")
-        if not 0 < self.peak_epoch < self.epochs:
-            raise ValueError(f"peak-epoch must lie strictly between 0 and epochs={self.epochs}, got {self.peak_epoch}")
+        if not 0 < self.peak < self.epochs:
+            raise ValueError(f"peak-epoch must lie strictly between 0 and epochs={self.epochs}, got {self.peak}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("weight-decay must be >= 0 and label-smoothing in [0, 1)")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0 (0 = automatic), got {self.workers}")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
-        if self.kernel_grad not in KERNEL_GRADS:
-            raise ValueError(f"kernel-grad must be one of {KERNEL_GRADS}, got {self.kernel_grad!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.augment not in AUGMENTERS:
-            raise ValueError(f"augment must be one of {AUGMENTERS}, got {self.augment!r}")
-        if self.lr_range_rule not in LR_RULES:
-            raise ValueError(f"lr-range rule must be one of {LR_RULES}, got {self.lr_range_rule!r}")
-        if self.lr_range_mode not in ("exp", "linear"):
-            raise ValueError(f"lr-range mode must be 'exp' or 'linear', got {self.lr_range_mode!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        try:
+            _ = self.augmentation
+        except ValueError as e:  # flip-prob outside [0, 1], cutout outside 0..32
+            raise ValueError(str(e).replace("flip_prob", "flip-prob")) from None
         if self.lr_range_start >= self.lr_range_end:
             raise ValueError(
                 "the LR range test sweeps upwards: "
-                f"start-lr ({self.lr_range_start}) must be below end-lr ({self.lr_range_end})"
+                f"lr-range-start ({self.lr_range_start}) must be below lr-range-end ({self.lr_range_end})"
             )
         if self.lr_range_iters < 2:
-            raise ValueError(f"the LR range test needs num-iter >= 2, got {self.lr_range_iters}")
+            raise ValueError(f"the LR range test needs lr-range-iters >= 2, got {self.lr_range_iters}")
         if not 0 < self.lr_range_smoothing <= 1:
-            raise ValueError(f"smoothing must be in (0, 1], got {self.lr_range_smoothing}")
+            raise ValueError(f"lr-range-smoothing must be in (0, 1], got {self.lr_range_smoothing}")
         if self.lr_range_diverge <= 1:
-            raise ValueError(f"diverge-factor must exceed 1, got {self.lr_range_diverge}")
-        if self.resume and self.out is None:
-            raise ValueError("--resume continues the run in --out: name its folder with --out runs/NAME")
+            raise ValueError(f"lr-range-diverge must exceed 1, got {self.lr_range_diverge}")
+
+    def _check_choices(self) -> None:
+        for name, choices in (
+            ("dtype", DTYPES),
+            ("kernel_grad", KERNEL_GRADS),
+            ("augment", AUGMENTERS),
+            ("lr_range_rule", LR_RULES),
+            ("lr_range_mode", LR_RANGE_MODES),
+            ("recipe", tuple(RECIPES)),
+        ):
+            value = getattr(self, name)
+            if value is not None and value not in choices:
+                raise ValueError(f"{name.replace('_', '-')} must be one of {choices}, got {value!r}")
+
+    def _check_presets(self) -> None:
+        preset = presets(self.recipe, self.quick)
+        if stray := sorted(set(self.overrides) - set(preset)):
+            raise ValueError(f"overrides {stray} are not settings of recipe {self.recipe!r} or quick={self.quick}")
+        for name, value in preset.items():
+            if name not in self.overrides and getattr(self, name) != value:
+                raise ValueError(
+                    f"{'--quick' if name in QUICK and self.quick else f'recipe {self.recipe!r}'} sets "
+                    f"{name}={value!r}, but this config has {name}={getattr(self, name)!r}. Build presets with "
+                    f"TrainConfig.create(recipe=..., quick=..., {name}=...): settings given there win and are "
+                    "recorded in overrides."
+                )
+
+    @classmethod
+    def create(cls, recipe: str = "original", quick: bool = False, **settings: Any) -> TrainConfig:
+        """A config from presets and settings: `settings` over `recipe` over `quick` over the defaults.
+
+        Settings that change a preset's value are recorded in `overrides`.
+        """
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+        preset = presets(recipe, quick)
+        overrides = sorted(k for k, v in settings.items() if k in preset and v != preset[k])
+        return cls(**{**preset, **settings, "recipe": recipe, "quick": quick, "overrides": tuple(overrides)})
+
+    @property
+    def peak(self) -> float:
+        """Epochs until the LR peak: `peak_epoch`, or 5/24 of the run when it is None."""
+        return self.peak_epoch if self.peak_epoch is not None else self.epochs * PEAK_FRACTION
+
+    @property
+    def augmentation(self) -> AugmentConfig:
+        """The augmentation recipe of the run."""
+        return AugmentConfig(flip_prob=self.flip_prob, cutout=self.cutout)
 
     @property
     def augment_threads(self) -> int:
@@ -177,112 +261,186 @@ class TrainConfig:
         return self.workers or min(4, os.cpu_count() or 1)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "overrides": list(self.overrides)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
+        """The config of a config.json (earlier versions' files included)."""
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := sorted(set(obj) - known):
             raise ValueError(f"unknown config keys {unknown}: this config.json comes from another version")
+        obj = dict(obj)
+        if "overrides" not in obj:  # written before presets were recorded: what differs from them was given
+            preset = presets(obj.get("recipe", "original"), obj.get("quick", False))
+            obj["overrides"] = tuple(k for k, v in preset.items() if obj.get(k) != v)
         return cls(**obj)
 
 
-def _float_or_auto(text: str) -> float | str:
+def presets(recipe: str, quick: bool) -> dict[str, Any]:
+    """The settings a recipe (and --quick) give, the recipe winning where both set one."""
+    return {**(QUICK if quick else {}), **RECIPES.get(recipe, {})}
+
+
+# --- the command line --------------------------------------------------------------
+
+
+def _float_or_auto(text: str) -> float | None:
     if text == "auto":
-        return "auto"
+        return None
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
 
 
+def _choice_or_auto(choices: Sequence[str]):
+    def parse(text: str) -> str | None:
+        if text == "auto":
+            return None
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, {', '.join(choices)})")
+        return text
+
+    return parse
+
+
+_UNSET = object()  # a flag not given on the command line
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = False) -> None:
-    """Adds the flags of TrainConfig (every default None: unset flags keep the config's)."""
+    """Adds the flags of TrainConfig. Unset flags keep the preset's or the default value.
+
+    With `lr_range_only`, only the flags that matter to the LR range test.
+    """
     d = TrainConfig()
+
+    def add(group, name: str, *aliases: str, **kw: Any) -> None:
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, *aliases, dest=name, default=_UNSET, **kw)
+
+    def boolean(group, name: str, help: str) -> None:
+        add(group, name, action=argparse.BooleanOptionalAction, help=f"{help} (default: {getattr(d, name)})")
+
     g = parser.add_argument_group("data")
-    g.add_argument("--data", help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA, else download)")
-    g.add_argument("--data-dir", help="tfds data_dir, or where --data download keeps the archive")
-    g.add_argument("--cache-dir", help="decoded-array cache (default: $JAXCIFAR_CACHE or ~/.cache/jaxcifar)")
-    g.add_argument("--n-train", type=int, help="class-stratified training subset size (default: all)")
-    g.add_argument("--n-test", type=int, help="test subset size (default: all)")
+    add(g, "data", help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA, else download)")
+    add(g, "data_dir", help="tfds data_dir, or where --data download keeps the archive (default: the cache folder)")
+    add(g, "cache_dir", help="decoded-array and compilation cache (default: $JAXCIFAR_CACHE or ~/.cache/jaxcifar)")
+    add(g, "n_train", type=int, help="class-stratified training subset size (default: all 50,000)")
+    add(g, "n_test", type=int, help="test subset size (default: all 10,000)")
     g = parser.add_argument_group("model")
-    g.add_argument("--width", type=int, help=f"base width (default: {d.width})")
-    g.add_argument("--dtype", choices=DTYPES, help="compute type (default: bfloat16 on GPU/TPU, float32 on CPU)")
-    g.add_argument("--logit-scale", type=float, help=f"logit multiplier (default: {d.logit_scale})")
-    g.add_argument("--kernel-grad", choices=KERNEL_GRADS, help="conv kernel gradient (default: taps on CPU, else xla)")
+    add(g, "width", type=int, help=f"base width: stages of w, 2w, 4w, 8w channels (default: {d.width})")
+    add(
+        g,
+        "dtype",
+        type=_choice_or_auto(DTYPES),
+        metavar="{auto,float32,bfloat16}",
+        help="compute type (default: auto = bfloat16 on GPU/TPU, float32 on CPU)",
+    )
+    add(g, "logit_scale", type=float, help=f"logit multiplier (default: {d.logit_scale})")
+    add(
+        g,
+        "kernel_grad",
+        type=_choice_or_auto(KERNEL_GRADS),
+        metavar="{auto,xla,taps}",
+        help="conv kernel gradient (default: auto = taps on CPU, xla elsewhere)",
+    )
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=int, help=f"global batch (default: {d.batch_size})")
-    g.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
-    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
-    g.add_argument("--weight-decay", type=float, help=f"L2 added to the gradient (default: {d.weight_decay})")
-    g.add_argument("--label-smoothing", type=float, help=f"(default: {d.label_smoothing})")
+    add(g, "batch_size", type=int, help=f"global batch, split over the devices (default: {d.batch_size})")
+    add(g, "momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
+    boolean(g, "nesterov", "Nesterov momentum")
+    add(g, "weight_decay", type=float, help=f"L2 added to the gradient of every parameter (default: {d.weight_decay})")
+    add(g, "label_smoothing", type=float, help=f"label smoothing of the loss (default: {d.label_smoothing})")
     g = parser.add_argument_group("augmentation")
-    g.add_argument(
-        "--augment",
+    add(
+        g,
+        "augment",
         choices=AUGMENTERS,
         help="numpy or albumentations on the host; device: the host draws, the step does the pixel work "
-        "on uint8 batches (default: numpy)",
+        f"on uint8 batches (default: {d.augment})",
     )
-    g.add_argument("--flip-prob", type=float, help=f"horizontal flip probability (default: {d.flip_prob})")
-    g.add_argument("--cutout", type=int, help=f"Cutout hole side, 0 disables (default: {d.cutout})")
-    g.add_argument("--workers", type=int, help="augmentation threads (default: 0 = min(4, CPU cores))")
+    add(g, "flip_prob", type=float, help=f"horizontal flip probability (default: {d.flip_prob})")
+    add(g, "cutout", type=int, help=f"Cutout hole side in pixels, 0 disables (default: {d.cutout})")
+    add(g, "workers", type=int, help="augmentation threads (default: 0 = min(4, CPU cores))")
     g = parser.add_argument_group("LR range test")
-    g.add_argument(
-        "--start-lr", dest="lr_range_start", type=float, help=f"first LR of the sweep (default: {d.lr_range_start})"
+    add(g, "lr_range_start", "--start-lr", type=float, help=f"first LR of the sweep (default: {d.lr_range_start})")
+    add(g, "lr_range_end", "--end-lr", type=float, help=f"last LR of the sweep (default: {d.lr_range_end})")
+    add(g, "lr_range_iters", "--num-iter", type=int, help=f"sweep steps (default: {d.lr_range_iters})")
+    add(g, "lr_range_mode", "--lr-mode", choices=LR_RANGE_MODES, help=f"sweep spacing (default: {d.lr_range_mode})")
+    add(g, "lr_range_rule", "--rule", choices=LR_RULES, help=f"how LR_MAX is picked (default: {d.lr_range_rule})")
+    add(
+        g,
+        "lr_range_smoothing",
+        "--smoothing",
+        type=float,
+        help=f"EMA factor of the smoothed curves (default: {d.lr_range_smoothing})",
     )
-    g.add_argument(
-        "--end-lr", dest="lr_range_end", type=float, help=f"last LR of the sweep (default: {d.lr_range_end})"
+    add(
+        g,
+        "lr_range_diverge",
+        "--diverge-factor",
+        type=float,
+        help=f"stop when the smoothed loss exceeds this x its best (default: {d.lr_range_diverge:g})",
     )
-    g.add_argument("--num-iter", dest="lr_range_iters", type=int, help=f"sweep steps (default: {d.lr_range_iters})")
-    g.add_argument("--lr-mode", dest="lr_range_mode", choices=("exp", "linear"), help="sweep spacing (default: exp)")
-    g.add_argument("--rule", dest="lr_range_rule", choices=LR_RULES, help="how LR_MAX is picked (default: accuracy)")
-    g.add_argument("--smoothing", dest="lr_range_smoothing", type=float, help="EMA factor (default: 0.05)")
-    g.add_argument(
-        "--diverge-factor", dest="lr_range_diverge", type=float, help="stop at this x best smoothed loss (default: 4)"
-    )
-    g.add_argument("--div-factor", dest="lr_div", type=float, help="LR_MIN = LR_MAX / this (default: 10)")
+    add(g, "lr_div", "--div-factor", type=float, help=f"LR_MIN = LR_MAX / this (default: {d.lr_div:g})")
     g = parser.add_argument_group("run")
-    g.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation (default: 0)")
-    g.add_argument("--out", help="output folder (default: runs/<timestamp>)")
-    g.add_argument(
-        "--quick", action="store_true", default=None, help="small subset, narrow net, few epochs: minutes on a CPU"
+    add(g, "seed", type=int, help=f"seed of initialisation, data order and augmentation (default: {d.seed})")
+    add(g, "out", help="output folder (default: runs/<timestamp>)")
+    add(
+        g,
+        "quick",
+        action="store_true",
+        help="a first try in minutes on a CPU: "
+        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+        + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g}; flags given beside it win",
     )
-    g.add_argument(
-        "--recipe",
+    add(
+        g,
+        "recipe",
         choices=tuple(RECIPES),
-        help="preset: original (EVA4 S11, the defaults) or cifar10-fast (Page: Nesterov, wd 5e-4, "
-        "logits x 0.125, LR 0 -> 0.4 -> 0); flags override it",
+        help="preset: original (EVA4 S11, the defaults) or cifar10-fast (Page: Nesterov, weight decay 5e-4, "
+        "logits x 0.125, LR 0 -> 0.4 -> 0); flags given beside it win",
     )
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    boolean(g, "progress", "a progress bar per epoch")
     if lr_range_only:
         return
     g = parser.add_argument_group("schedule and training")
-    g.add_argument("--epochs", type=int, help=f"(default: {d.epochs})")
-    g.add_argument(
-        "--lr-max", type=_float_or_auto, help="peak LR, or 'auto' to run the LR range test first (default: auto)"
+    add(g, "epochs", type=int, help=f"length of the run (default: {d.epochs})")
+    add(g, "lr_max", type=_float_or_auto, help="peak LR, or auto to run the LR range test first (default: auto)")
+    add(g, "lr_min", type=_float_or_auto, help="LR at both ends, or auto = LR_MAX / lr-div (default: auto)")
+    add(
+        g,
+        "peak_epoch",
+        type=float,
+        help="epochs until the LR peak (default: 5/24 of --epochs: epoch 5 of 24, and so on)",
     )
-    g.add_argument(
-        "--lr-min", type=_float_or_auto, help="start/end LR, or 'auto' = LR_MAX / div-factor (default: auto)"
-    )
-    g.add_argument("--peak-epoch", type=float, help=f"epochs until the LR peak (default: {d.peak_epoch})")
-    g.add_argument("--lr-range-json", help="reuse the LR range test in this lr_range.json instead of running one")
-    g.add_argument(
-        "--resume", action="store_true", default=None, help="continue the run in --out from its latest checkpoint"
-    )
-    g.add_argument(
-        "--tta",
+    add(g, "lr_range_json", help="reuse the LR range test in this lr_range.json instead of running one")
+    add(
+        g,
+        "resume",
         action="store_true",
-        default=None,
-        help="also evaluate with flip test-time augmentation (mean logits of image and mirror); "
-        "the plain test accuracy stays the headline",
+        help="continue the run in --out from its latest checkpoint; only these may differ from the run's "
+        f"settings: {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)}",
     )
-    g.add_argument("--no-gradcam", dest="gradcam", action="store_false", default=None, help="skip the Grad-CAM figures")
+    add(
+        g,
+        "checkpoint_every",
+        type=int,
+        help="epochs between checkpoints, 0 = only the last (and on Ctrl-C) (default: 1)",
+    )
+    boolean(g, "tta", "also evaluate with flip test-time augmentation; the plain accuracy stays the headline")
+    boolean(g, "gradcam", "draw the Grad-CAM figures at the end of the run")
     g = parser.add_argument_group("devices and processes")
-    g.add_argument("--devices", type=int, help="use the first N devices (default: all; the batch is split over them)")
-    g.add_argument("--distributed", action="store_true", default=None, help="multi-process run (jax.distributed)")
-    g.add_argument("--coordinator", help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS or the cluster's)")
-    g.add_argument("--num-processes", type=int, help="processes in the run (default: from the environment)")
-    g.add_argument("--process-id", type=int, help="this process's index (default: from the environment)")
+    add(g, "devices", type=int, help="use the first N devices (default: all; the batch is split over them)")
+    add(g, "distributed", action="store_true", help="multi-process run (jax.distributed)")
+    add(g, "coordinator", help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS or the cluster's)")
+    add(g, "num_processes", type=int, help="processes in the run (default: from the environment)")
+    add(g, "process_id", type=int, help="this process's index (default: from the environment)")
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig settings given on the command line (flags left out are absent)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in known and v is not _UNSET}
 
 
 def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
@@ -290,13 +448,9 @@ def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Trai
 
     Invalid combinations become argparse errors (exit status 2, message on stderr).
     """
-    given = {
-        k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in dataclasses.fields(TrainConfig)}
-    }
-    recipe = RECIPES.get(given.get("recipe", "original"), {})  # an unknown name fails in TrainConfig
-    values = {**(QUICK if given.get("quick") else {}), **recipe, **given}
+    given = given_settings(args)
     try:
-        return TrainConfig(**values)
+        return TrainConfig.create(**given)
     except ValueError as e:
         parser.error(str(e))
         raise  # unreachable: parser.error exits
@@ -306,3 +460,24 @@ def parse(argv: Sequence[str] | None, prog: str, description: str, *, lr_range_o
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_arguments(parser, lr_range_only=lr_range_only)
     return from_args(parser.parse_args(argv), parser)
+
+
+def to_argv(config: TrainConfig) -> list[str]:
+    """The flags that make `config` (what differs from its presets), for `parse`."""
+    base = TrainConfig.create(recipe=config.recipe, quick=config.quick)
+    argv = (["--recipe", config.recipe] if config.recipe != "original" else []) + (["--quick"] if config.quick else [])
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name in ("recipe", "quick", "overrides") or value == getattr(base, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            if f.name in ("resume", "distributed"):
+                argv.append(flag)
+            else:
+                argv.append(flag if value else f"--no-{flag[2:]}")
+        elif value is None:
+            argv += [flag, "auto"]
+        else:
+            argv += [flag, str(value)]
+    return argv

@@ -110,6 +110,13 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "jaxcifar"
 
 
+def resolve_source(data: str | os.PathLike | None) -> str:
+    """The source `load_cifar10` reads: `data`, else `$JAXCIFAR_DATA`, else "download"."""
+    if data is None:
+        return os.environ.get("JAXCIFAR_DATA") or "download"
+    return os.fspath(data)
+
+
 def load_cifar10(
     data: str | os.PathLike | None = None,
     *,
@@ -144,8 +151,7 @@ def load_cifar10(
         message says what was expected and what to do.
       RuntimeError: tfds or the download could not fetch the data (no network).
     """
-    if data is None:
-        data = os.environ.get("JAXCIFAR_DATA") or "download"
+    data = resolve_source(data)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     name = os.fspath(data)
     if name == "synthetic":

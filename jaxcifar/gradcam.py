@@ -30,8 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcifar import checkpoint as checkpoint_lib
+from jaxcifar import plots, records
 from jaxcifar.augment import AugmentConfig, denormalize, normalize
+from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10
+from jaxcifar.loader import load_data
 from jaxcifar.model import GRADCAM_LAYERS, LAYER_TITLES, ResNet9
 
 CHUNK = 256  # images per Grad-CAM call: bounds memory on any device
@@ -176,9 +180,6 @@ def run_on(
     Returns:
       {"indices", "predicted", "labels", "paths"} of what was drawn.
     """
-    from jaxcifar import plots, records, train
-    from jaxcifar.config import TrainConfig
-
     run = Path(run)
     if not (run / "config.json").exists():
         raise FileNotFoundError(f"{run / 'config.json'} not found: --run must be a folder written by jaxcifar.train")
@@ -186,9 +187,9 @@ def run_on(
     config = TrainConfig.from_json(saved["config"])
     # float32 compute whatever the run used: Grad-CAM maps are small differences of large numbers.
     model = ResNet9(width=config.width, dtype=jnp.float32, logit_scale=config.logit_scale)
-    variables = train.load_variables(run / "checkpoints" / f"{checkpoint}.msgpack", model)
+    variables = checkpoint_lib.load_variables(run, config, checkpoint)
     if ds is None:
-        ds = train.load_data(dataclasses.replace(config, data=data or config.data))
+        ds = load_data(dataclasses.replace(config, data=data or config.data))
     predicted = predict_classes(model, variables, ds.test_images)
     rng = np.random.default_rng(seed) if seed is not None else None
     idx = pick_misclassified(predicted, ds.test_labels, count, rng)
@@ -203,7 +204,7 @@ def run_on(
     titles = [f"{names[p]} / {names[a]}" for p, a in zip(predicted[idx], ds.test_labels[idx])]
     shown = denormalize(normalised, augment)
     paths = [out / "gradcam_misclassified.png", out / "misclassified.png"]
-    tag = train.run_tag(
+    tag = plots.run_tag(
         config.width, len(ds.train_labels), config.batch_size, saved.get("device_kind", "?"), config.epochs
     )
     plots.gradcam_grid(
@@ -244,7 +245,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 100:
         parser.error(f"--count must be in 1..100, got {args.count}")
-    from jaxcifar import records
 
     out = Path(args.out or args.run)
     try:

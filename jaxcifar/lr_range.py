@@ -41,8 +41,11 @@ import numpy as np
 
 from jaxcifar import config as config_lib
 from jaxcifar import parallel, plots, records
+from jaxcifar import steps as steps_lib
 from jaxcifar.config import LR_RULES, TrainConfig
+from jaxcifar.console import Progress, say
 from jaxcifar.data import CIFAR10
+from jaxcifar.loader import load_data, make_train_loader
 
 SKIP_START, SKIP_END = 10, 5
 # Host reads of the loss, for the divergence check, lag the device by a few
@@ -105,10 +108,8 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     """Runs the sweep; returns its records, why it stopped, and timings.
 
     The model, optimizer, augmentation and batch size are those of the training
-    run (`config`), the step is train.train_step, the LR follows `lr_sequence`.
+    run (`config`), the step is `steps.train_step`, the LR follows `lr_sequence`.
     """
-    from jaxcifar import train  # the sweep reuses the training run's pieces
-
     mesh = mesh if mesh is not None else parallel.make_mesh(config.devices)
     lrs = lr_sequence(config.lr_range_start, config.lr_range_end, config.lr_range_iters, config.lr_range_mode)
     start, end, n = config.lr_range_start, config.lr_range_end, config.lr_range_iters
@@ -118,23 +119,12 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
             return start * (end / start) ** (step / (n - 1))
         return start + (end - start) * step / (n - 1)
 
-    model = train.make_model(config)
-    tx = train.make_optimizer(schedule, config.momentum, config.nesterov, config.weight_decay)
-    state = train.create_train_state(model, tx, jax.random.fold_in(jax.random.key(config.seed), 0))
-    state = parallel.put_replicated(state, mesh)
-    steps = train.compile_steps(
-        state,
-        mesh,
-        config.batch_size,
-        schedule,
-        config.label_smoothing,
-        with_eval=False,
-        augment=train.device_augment(config),
-    )
-    loader = train.make_train_loader(config, ds)
+    state = parallel.put_replicated(steps_lib.initial_state(config, schedule), mesh)
+    steps = steps_lib.compile_run_steps(config, state, mesh, schedule, with_eval=False)
+    loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
     metrics, stopped_at, reason = [], None, "completed"
     loss_host: list[float] = []
-    bar = train.progress_bar(config, n, "LR range test")
+    bar = Progress(config.progress, n, "LR range test")
     t0 = time.perf_counter()
     epoch = 0
     while len(metrics) < n and stopped_at is None:
@@ -143,14 +133,13 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
             for batch in batches:
                 state, m = steps.train(state, parallel.put_batch(batch, mesh))
                 metrics.append(m)
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 if len(metrics) % CHECK_EVERY == 0 or len(metrics) == n:
                     ready = len(metrics) - (2 if len(metrics) < n else 0)
                     loss_host += [float(x["loss"]) for x in parallel.to_host(metrics[len(loss_host) : ready])]
                     smoothed = smooth(loss_host, config.lr_range_smoothing)
-                    if bar is not None and len(smoothed):
-                        bar.set_postfix(lr=f"{lrs[len(smoothed) - 1]:.3g}", smoothed_loss=f"{smoothed[-1]:.3f}")
+                    if len(smoothed):
+                        bar.update(0, lr=f"{lrs[len(smoothed) - 1]:.3g}", smoothed_loss=f"{smoothed[-1]:.3f}")
                     stop = divergence(smoothed, config.lr_range_diverge)
                     if stop is not None:
                         stopped_at = stop
@@ -160,9 +149,8 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
         finally:
             batches.close()
         epoch += 1
-    if bar is not None:
-        bar.close()
-    fetched = parallel.to_host(metrics)
+    bar.close()
+    fetched = parallel.to_host(metrics)  # one transfer for the whole sweep
     seconds = time.perf_counter() - t0
     loss = np.array([float(m["loss"]) for m in fetched])
     acc = np.array([float(m["accuracy"]) for m in fetched])
@@ -234,7 +222,7 @@ def run(config: TrainConfig, ds: CIFAR10, out: str | Path, mesh=None) -> dict:
         records.write_json(out / "lr_range.json", result)
         plot(result, out / "lr_range.png")
     summary = ", ".join(f"{rule} {lr:.4g}" for rule, lr in suggestions.items())
-    parallel.say(
+    say(
         f"LR range test: {result['iterations']} iterations in {result['seconds']:.1f} s ({result['stopped']}); "
         f"suggestions: {summary}; "
         f"chosen ({config.lr_range_rule}): LR_MAX {lr_max:.4g}, LR_MIN {lr_max / config.lr_div:.4g}"
@@ -261,10 +249,8 @@ def plot(result: dict, path: str | Path):
 
 
 def _tag(result: dict) -> str:
-    from jaxcifar.train import run_tag
-
     s = result["settings"]
-    return run_tag(s["width"], s["n_train"], s["batch_size"], result.get("device_kind", "?"))
+    return plots.run_tag(s["width"], s["n_train"], s["batch_size"], result.get("device_kind", "?"))
 
 
 def load(path: str | Path) -> dict:
@@ -272,10 +258,19 @@ def load(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"--lr-range-json {path}: no such file (it is written by python -m jaxcifar.lr_range)")
-    result = records.read_json(path)
-    missing = [k for k in ("suggestions", "records", "settings") if k not in result]
-    if missing or set(result.get("suggestions", {})) != set(LR_RULES):
-        raise ValueError(f"{path} is not an lr_range.json of jaxcifar (missing {missing or 'suggestions per rule'})")
+    try:
+        result = records.read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(
+            f"--lr-range-json {path}: not readable JSON ({e}); the file may be truncated. "
+            "Run the sweep again (python -m jaxcifar.lr_range) or use --lr-max."
+        ) from None
+    missing = [k for k in ("suggestions", "records", "settings") if not isinstance(result, dict) or k not in result]
+    if missing or not set(LR_RULES) <= set(result.get("suggestions", {})):
+        raise ValueError(
+            f"--lr-range-json {path} is not an lr_range.json of jaxcifar "
+            f"(missing {missing or 'a suggestion per rule'}); it is written by python -m jaxcifar.lr_range"
+        )
     return result
 
 
@@ -287,11 +282,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"error: {out / 'lr_range.json'} exists; nothing is overwritten. Choose another --out.", file=sys.stderr)
         raise SystemExit(2)
     config = dataclasses.replace(config, out=str(out))
-    from jaxcifar import train
-
-    train.enable_compilation_cache(config)
+    steps_lib.enable_compilation_cache(config)
     try:
-        return run(config, train.load_data(config), out)
+        return run(config, load_data(config), out)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2 if isinstance(e, ValueError) else 1) from e

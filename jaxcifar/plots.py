@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,6 +19,28 @@ from matplotlib.ticker import MaxNLocator
 from jaxcifar.records import atomic_open
 
 DPI = 120
+
+
+def run_tag(width: int, n_train: int, batch_size: int, device_kind: str, epochs: int | None = None) -> str:
+    """What a figure was measured on, for its title: a CPU demo must not pass for the real run."""
+    ran = f", {epochs} epochs" if epochs is not None else ""
+    return f"ResNet-9 width {width}, {n_train:,} train images, batch {batch_size}{ran}, {device_kind}"
+
+
+def run_figures(
+    out: str | os.PathLike,
+    history: Mapping[str, Sequence[float]],
+    step_lrs: Sequence[float],
+    steps_per_epoch: int,
+    tag: str,
+) -> list[Path]:
+    """A training run's figures in `out`: accuracy.png, loss_accuracy.png, one_cycle.png (the LR used)."""
+    out = Path(out)
+    paths = [out / "accuracy.png", out / "loss_accuracy.png", out / "one_cycle.png"]
+    accuracy(history, paths[0], title=f"Accuracy per epoch\n{tag}")
+    loss_accuracy(history, paths[1], title=tag)
+    one_cycle(step_lrs, steps_per_epoch, paths[2], title=f"Learning rate used, per step\n{tag}")
+    return paths
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Figure:

@@ -10,6 +10,7 @@ results JSON carries.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import math
 import os
@@ -101,20 +102,29 @@ def command_line() -> str:
     return " ".join([head, *(shlex.quote(a) for a in args)])
 
 
+def versions() -> dict[str, str | None]:
+    """Versions of Python and the libraries a result depends on, from the installed metadata.
+
+    Nothing is imported: importing albumentations 2 just to read its version
+    would start its online update check.
+    """
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "albumentations"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def provenance() -> dict[str, Any]:
     """Command, library versions and hardware, for every results JSON."""
-    import jax  # lazy: keeps this module importable by the NumPy-only modules
+    import jax  # here, not at the top: data and augment use this module and import no JAX
 
-    versions = {"python": platform.python_version()}
-    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "albumentations"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            versions[name] = None
     devices = jax.devices()
     return {
         "command": command_line(),
-        "versions": versions,
+        "versions": versions(),
         "platform": devices[0].platform,
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),

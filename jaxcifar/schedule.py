@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 import optax
 
+from jaxcifar import plots, records
+
 Schedule = optax.Schedule
 
 
@@ -91,8 +93,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="figures/one_cycle.png", help="output PNG")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
-    from jaxcifar import plots, records
-
     try:
         schedule = one_cycle(args.lr_min, args.lr_max, args.steps_per_epoch, args.epochs, args.peak_epoch)
         records.refuse_overwrite(args.out, force=args.force)

@@ -1,373 +1,304 @@
-"""Training: the state, the jitted steps, checkpoints, and the driver.
+"""Train ResNet-9 on CIFAR-10 with the one-cycle recipe and evaluate after every epoch.
 
     python -m jaxcifar.train --lr-max auto            # the full recipe (24 epochs)
     python -m jaxcifar.train --quick --data synthetic # a first try: minutes on a CPU
 
-`train_step` and `eval_step` are pure functions of (state, batch), compiled
-once ahead of the loop with `jax.jit` over a data-parallel mesh (jaxcifar.parallel),
-the state buffers donated. `train_and_evaluate(config)` is the driver: data,
-model, LR (an LR range test when `lr_max="auto"`), training with evaluation on
-the whole test set after every epoch, checkpoints, metrics, figures.
-
-The optimizer is PyTorch's SGD as the original used it: the weight decay is
-added to the gradient (g + wd * w, on every parameter, BatchNorm included), then
-momentum (buf = m * buf + g; Nesterov: g + m * buf), then the learning rate of
-the one-cycle schedule. optax.add_decayed_weights followed by optax.sgd is that
-update, step for step.
+This module is the driver only: the run folder, the learning rates (an LR range
+test when `lr_max` is None), the epoch loop, Ctrl-C, and `main`. The steps are
+`jaxcifar.steps`', the batches `jaxcifar.loader`'s, the checkpoints
+`jaxcifar.checkpoint`'s, and `RunLog` keeps what the run records.
 
 Run folder (`--out`, default runs/<timestamp>):
-  config.json     the settings (LR as used), with command, versions and hardware
+  config.json     the settings (LRs and data source as used), with command, versions and hardware
   metrics.json    per epoch: train/test loss and accuracy, LR, seconds; per step: LR, loss, accuracy
   summary.json    final and best accuracies, times, images/s, status
-  checkpoints/    latest.msgpack (resumable) and best.msgpack (highest test accuracy)
+  checkpoints/    orbax checkpoints: the latest (resumable) and the best by test accuracy
   accuracy.png, loss_accuracy.png, one_cycle.png (the LR actually used, per step)
-  lr_range.json, lr_range.png   with --lr-max auto
+  lr_range.json, lr_range.png       the LR range test that chose LR_MAX (run or reused)
+  gradcam_misclassified.png, misclassified.png   Grad-CAM of 25 misclassified test images
+
+Exit status: 0 done, 1 failed during the run (diverged, data unreadable), 2 bad
+usage or input (nothing was started), 130 stopped by Ctrl-C (resumable).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import functools
 import math
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import flax.serialization
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from flax.training import train_state
 
-from jaxcifar import augment_device, parallel, plots, records
 from jaxcifar import config as config_lib
-from jaxcifar.augment import AugmentConfig, BatchLoader
+from jaxcifar import gradcam, lr_range, parallel, plots, records
+from jaxcifar import steps as steps_lib
+from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
-from jaxcifar.data import CIFAR10, default_cache_dir, load_cifar10, subset
-from jaxcifar.model import ResNet9, init_variables
-from jaxcifar.schedule import Schedule, one_cycle
+from jaxcifar.console import Progress, say
+from jaxcifar.data import CIFAR10, resolve_source, subset
+from jaxcifar.loader import BatchLoader, load_data, make_train_loader
+from jaxcifar.schedule import one_cycle
+from jaxcifar.steps import Steps, TrainState
 
-Batch = tuple[jax.Array, ...]  # (images, labels), or (uint8 images, labels, draws) with --augment device
-Metrics = dict[str, jax.Array]
-
-
-class TrainState(train_state.TrainState):
-    """Flax's TrainState plus the BatchNorm running statistics."""
-
-    batch_stats: Any
+STEP_KEYS = ("lr", "loss", "accuracy")
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-# --- model, optimizer, state -----------------------------------------------------
+class UsageError(ValueError):
+    """A bad setting or input, found before anything was started (exit status 2)."""
 
 
-def compute_dtype(name: str) -> Any:
-    """The compute type: "auto" is bfloat16 on GPU/TPU, float32 on CPU (bfloat16 gains nothing there)."""
-    if name == "auto":
-        return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
-
-
-def make_model(config: TrainConfig) -> ResNet9:
-    kernel_grad = config.kernel_grad
-    if kernel_grad == "auto":  # the nine-matmul kernel gradient pays off on CPUs only
-        kernel_grad = "taps" if jax.default_backend() == "cpu" else "xla"
-    return ResNet9(
-        width=config.width, dtype=compute_dtype(config.dtype), logit_scale=config.logit_scale, kernel_grad=kernel_grad
-    )
-
-
-def make_optimizer(
-    learning_rate: float | Schedule, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-3
-) -> optax.GradientTransformation:
-    """PyTorch-style SGD: weight decay added to the gradient, then momentum, then the LR."""
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay),
-        optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov),
-    )
-
-
-def create_train_state(model: ResNet9, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
-    """A fresh state: parameters from `rng`, zero momentum, step 0."""
-    variables = init_variables(model, rng)
-    return TrainState.create(
-        apply_fn=model.apply, params=variables["params"], tx=tx, batch_stats=variables["batch_stats"]
-    )
-
-
-# --- the steps -------------------------------------------------------------------
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-    """float32[N] softmax cross-entropy of logits float32[N, K] and int labels[N]."""
-    if label_smoothing == 0.0:
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
-
-
-def train_step(
-    state: TrainState,
-    batch: Batch,
-    schedule: Schedule,
-    label_smoothing: float = 0.0,
-    augment: AugmentConfig | None = None,
-) -> tuple[TrainState, Metrics]:
-    """One SGD step on a batch (images float32[B, 32, 32, 3], labels int32[B]).
-
-    With `augment` (--augment device) the batch is (images uint8[B, 32, 32, 3],
-    labels, draws int32[B, 5]) and the step augments it first.
-    Returns the new state and scalar metrics: mean loss, accuracy, and the LR
-    this step used.
-    """
-    if augment is not None:
-        images, labels, draws = batch
-        images = augment_device.apply(images, draws, augment)
-    else:
-        images, labels = batch
-
-    def loss_fn(params):
-        logits, updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats}, images, train=True, mutable=["batch_stats"]
-        )
-        loss = cross_entropy(logits, labels, label_smoothing).mean()
-        return loss, (logits, updates["batch_stats"])
-
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics = {
-        "loss": loss,
-        "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-        "lr": jnp.asarray(schedule(state.step), jnp.float32),
-    }
-    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
-
-
-def eval_step(state: TrainState, batch: tuple[jax.Array, jax.Array, jax.Array], tta: bool = False) -> Metrics:
-    """Sums over a padded batch (images, labels, weights float32[B] of 1 = real, 0 = padding).
-
-    Returns loss_sum, correct and count, so batches can be added up exactly.
-    With `tta`, also tta_loss_sum and tta_correct of horizontal-flip test-time
-    augmentation: the mean of the logits of each image and of its mirror image
-    (as cifar10-fast's bag of tricks and airbench evaluate).
-    """
-    images, labels, weights = batch
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-
-    def sums(logits):
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        return jnp.sum(loss * weights), jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
-
-    logits = state.apply_fn(variables, images, train=False)
-    metrics = dict(zip(("loss_sum", "correct"), sums(logits)), count=jnp.sum(weights))
-    if tta:
-        mirrored = state.apply_fn(variables, images[:, :, ::-1], train=False)
-        metrics.update(zip(("tta_loss_sum", "tta_correct"), sums((logits + mirrored) / 2)))
-    return metrics
+# --- what a run records ------------------------------------------------------------
 
 
 @dataclasses.dataclass
-class Steps:
-    """The compiled steps of a run, for its mesh and batch size."""
+class RunLog:
+    """A run's record: per-epoch history, the per-step log, the best test accuracy.
 
-    train: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
-    eval: Callable[[TrainState, tuple], Metrics]
-    mesh: Any
-    batch_size: int
-    compile_seconds: float
-
-
-def compile_steps(
-    state: TrainState,
-    mesh,
-    batch_size: int,
-    schedule: Schedule,
-    label_smoothing: float = 0.0,
-    with_eval: bool = True,
-    tta: bool = False,
-    augment: AugmentConfig | None = None,
-) -> Steps:
-    """jit + ahead-of-time compile both steps (compile time is measured apart).
-
-    `augment`: the training step augments uint8 batches on the device (see train_step).
+    `steps` holds every step done (lr, loss, accuracy), the current epoch's
+    included; `history` one row per finished epoch. Written to metrics.json,
+    read back from it on resume, cut to the checkpoint's position.
     """
-    parallel.check_batch_size(batch_size, mesh)
-    state_sharding = jax.tree.map(lambda _: parallel.replicated(mesh), state)
-    data = parallel.batch_sharding(mesh)
-    scalar = parallel.replicated(mesh)
-    images = jax.ShapeDtypeStruct((batch_size, 32, 32, 3), jnp.float32, sharding=data)
-    labels = jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=data)
-    weights = jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=data)
-    start = time.perf_counter()
-    train = jax.jit(
-        functools.partial(train_step, schedule=schedule, label_smoothing=label_smoothing, augment=augment),
-        in_shardings=(state_sharding, data),
-        out_shardings=(state_sharding, scalar),
-        donate_argnums=0,
+
+    steps_per_epoch: int
+    tta: bool
+    history: dict[str, list] = dataclasses.field(default_factory=dict)
+    steps: dict[str, list] = dataclasses.field(default_factory=lambda: {k: [] for k in STEP_KEYS})
+
+    def __post_init__(self) -> None:
+        keys = ["train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds", "eval_seconds"]
+        keys += ["images_per_second", *(("test_loss_tta", "test_accuracy_tta") if self.tta else ())]
+        self.history = {k: list(self.history.get(k, [])) for k in keys}
+
+    @classmethod
+    def read(cls, path: Path, position: Position, tta: bool) -> RunLog:
+        """The log in metrics.json as it stood at `position` (later rows dropped)."""
+        saved = records.read_json(path)
+        log = cls(saved["steps_per_epoch"], tta, saved["epochs"], saved["steps"])
+        log.history = {k: v[: position.epoch] for k, v in log.history.items()}
+        log.steps = {k: list(saved["steps"][k][: position.step]) for k in STEP_KEYS}
+        return log
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history["test_accuracy"])
+
+    @property
+    def best(self) -> tuple[float, int] | None:
+        """(best test accuracy, its epoch from 1), the earliest among equals."""
+        acc = self.history["test_accuracy"]
+        return (acc[int(np.argmax(acc))], int(np.argmax(acc)) + 1) if acc else None
+
+    def add_steps(self, fetched: Sequence[dict]) -> None:
+        for m in fetched:
+            for k in STEP_KEYS:
+                self.steps[k].append(float(m[k]))
+
+    def epoch_steps(self, epoch: int) -> dict[str, list]:
+        s = self.steps_per_epoch
+        return {k: v[epoch * s : (epoch + 1) * s] for k, v in self.steps.items()}
+
+    def end_epoch(self, epoch: int, test: dict, seconds: float, eval_seconds: float, images: int) -> dict:
+        """Adds epoch `epoch`'s row (its steps must be in) and returns it."""
+        steps = self.epoch_steps(epoch)
+        row = {
+            "train_loss": float(np.mean(steps["loss"])),
+            "train_accuracy": float(np.mean(steps["accuracy"])),
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "lr": steps["lr"][-1],
+            "seconds": seconds,
+            "eval_seconds": eval_seconds,
+            "images_per_second": images / seconds,
+        }
+        if self.tta:
+            row.update(test_loss_tta=test["tta_loss"], test_accuracy_tta=test["tta_accuracy"])
+        for k, v in row.items():
+            self.history[k].append(v)
+        return row
+
+    def write(self, path: Path) -> None:
+        records.write_json(path, {"epochs": self.history, "steps": self.steps, "steps_per_epoch": self.steps_per_epoch})
+
+    def summary(self, config: TrainConfig, status: str, message: str, extra: dict) -> dict:
+        h = self.history
+        acc = h["test_accuracy"]
+        best = self.best
+        train_seconds = float(np.sum(h["seconds"]))
+        images = sum(r * s for r, s in zip(h["images_per_second"], h["seconds"]))
+        return {
+            "status": status,
+            "message": message,
+            "epochs_completed": len(acc),
+            "final_test_accuracy": acc[-1] if acc else None,
+            "best_test_accuracy": best[0] if best else None,
+            "best_epoch": best[1] if best else None,
+            "final_train_accuracy": h["train_accuracy"][-1] if acc else None,
+            "best_train_accuracy": max(h["train_accuracy"]) if acc else None,
+            **(
+                {
+                    "final_test_accuracy_tta": h["test_accuracy_tta"][-1],
+                    "best_test_accuracy_tta": max(h["test_accuracy_tta"]),
+                }
+                if acc and self.tta
+                else {}
+            ),
+            "lr_min": config.lr_min,
+            "lr_max": config.lr_max,
+            "train_seconds": train_seconds,
+            "eval_seconds": float(np.sum(h["eval_seconds"])),
+            "images_per_second": images / train_seconds if train_seconds else None,
+            **extra,
+        }
+
+
+def epoch_line(epoch: int, epochs: int, row: dict, batches: int, steps_per_epoch: int) -> str:
+    """The one line printed per epoch; a resumed epoch's speed is marked as partial."""
+    speed = f"{row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
+    if batches < steps_per_epoch:
+        speed = f"{speed} (resumed: {batches} of {steps_per_epoch} batches timed)"
+    return (
+        f"epoch {epoch + 1:>2}/{epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:6.2f}%"
+        f"  test loss {row['test_loss']:.4f} acc {100 * row['test_accuracy']:6.2f}%"
+        + (f" (flip TTA {100 * row['test_accuracy_tta']:6.2f}%)" if "test_accuracy_tta" in row else "")
+        + f"  lr {row['lr']:.4g}  {speed}"
     )
-    if augment is None:
-        train = train.lower(state, (images, labels)).compile()
-    else:
-        raw = jax.ShapeDtypeStruct((batch_size, 32, 32, 3), jnp.uint8, sharding=data)
-        draws = jax.ShapeDtypeStruct((batch_size, 5), jnp.int32, sharding=data)
-        train = train.lower(state, (raw, labels, draws)).compile()
-    evaluate_ = None
-    if with_eval:
-        evaluate_ = jax.jit(
-            functools.partial(eval_step, tta=tta), in_shardings=(state_sharding, data), out_shardings=scalar
-        )
-        evaluate_ = evaluate_.lower(state, (images, labels, weights)).compile()
-    return Steps(train, evaluate_, mesh, batch_size, time.perf_counter() - start)
 
 
-def pad_batch(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pads a final partial batch to `size` with zero images of weight 0."""
-    n = len(labels)
-    weights = np.ones(size, np.float32)
-    if n == size:
-        return images, labels, weights
-    weights[n:] = 0.0
-    images = np.concatenate([images, np.zeros((size - n, *images.shape[1:]), images.dtype)])
-    labels = np.concatenate([labels, np.zeros(size - n, labels.dtype)])
-    return images, labels, weights
+# --- the run folder and the settings -----------------------------------------------
 
 
-def device_eval_batches(loader: BatchLoader, batch_size: int, mesh) -> list[tuple[jax.Array, ...]]:
-    """The eval set normalised, padded to whole batches and put on the devices once.
+def default_out() -> Path:
+    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    out, i = base, 1
+    while out.exists():
+        out, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return out
 
-    Evaluating after every epoch then moves no data (10,000 test images are
-    123 MB as float32, copied once instead of 24 times).
+
+def resumed_config(config: TrainConfig, given: Iterable[str] | None = None) -> TrainConfig:
+    """The settings of the run in `config.out`, for `--resume`.
+
+    Settings in `given` (the flags on the command line; by default every setting
+    of `config` that differs from the defaults) must equal the run's, except the
+    RESUMABLE ones, which are taken from `config`.
+
+    Raises:
+      FileNotFoundError: `config.out` is not a run folder.
+      UsageError: a given setting differs from the run's.
     """
-    rows = parallel.process_slice(batch_size)
-    return [
-        parallel.put_batch(tuple(x[rows] for x in pad_batch(images, labels, batch_size)), mesh)
-        for images, labels in loader.epoch(0)
+    out = Path(config.out)
+    saved = out / "config.json"
+    if not saved.exists():
+        raise FileNotFoundError(f"--resume: {saved} not found; is {out} a jaxcifar run folder?")
+    stored = TrainConfig.from_json(records.read_json(saved)["config"])
+    if given is None:
+        default = TrainConfig()
+        given = [f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != getattr(default, f.name)]
+    changed = [
+        f"--{k.replace('_', '-')} {getattr(config, k)!r} (the run has {getattr(stored, k)!r})"
+        for k in given
+        if k not in (*config_lib.RESUMABLE, "resume", "out", "overrides") and getattr(config, k) != getattr(stored, k)
     ]
+    if changed:
+        raise UsageError(
+            f"--resume continues {out} with its own settings; these differ: {'; '.join(changed)}. "
+            "Drop them, or start a new run with another --out."
+        )
+    here = {k: getattr(config, k) for k in config_lib.RESUMABLE}
+    return dataclasses.replace(stored, resume=True, out=str(out), **here)
 
 
-def evaluate(steps: Steps, state: TrainState, batches: Sequence[tuple[jax.Array, ...]]) -> dict[str, float]:
-    """Mean loss and accuracy over batches from `device_eval_batches`.
+def check_inputs(config: TrainConfig) -> None:
+    """Checks every input file and the output folder before anything is created.
 
-    Returns {"loss", "accuracy"}, plus {"tta_loss", "tta_accuracy"} when the
-    eval step was compiled with flip test-time augmentation.
+    Raises:
+      UsageError / FileNotFoundError / FileExistsError naming the file or folder.
     """
-    sums = [steps.eval(state, batch) for batch in batches]
-    total = parallel.to_host(jax.tree.map(lambda *x: sum(x), *sums))
-    means = {"loss": total["loss_sum"], "accuracy": total["correct"]}
-    if "tta_correct" in total:
-        means.update(tta_loss=total["tta_loss_sum"], tta_accuracy=total["tta_correct"])
-    return {k: float(v / total["count"]) for k, v in means.items()}
-
-
-# --- checkpoints -----------------------------------------------------------------
-
-
-def save_checkpoint(path: Path, state: TrainState, **extra: Any) -> None:
-    """Writes the state (gathered to the host) and `extra` as msgpack, atomically.
-
-    flax.serialization is enough here: one 26 MB state, gathered from
-    replicated arrays, restorable on any number of devices; the atomic rename
-    gives the crash safety orbax would.
-    """
-    payload = {"state": flax.serialization.to_state_dict(parallel.to_host(state)), **extra}
-    with records.atomic_open(path, "wb") as f:
-        f.write(flax.serialization.msgpack_serialize(payload))
-
-
-def _read_checkpoint(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; has the run finished an epoch?")
-    try:
-        return flax.serialization.msgpack_restore(path.read_bytes())
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path} is not a readable jaxcifar checkpoint ({e}); it may be truncated.") from e
-
-
-def _restore(template: Any, saved: Any, path: Path) -> Any:
-    """`saved` in the structure of `template`, with every shape checked."""
-    try:
-        restored = flax.serialization.from_state_dict(template, saved)
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(
-            f"{path} does not fit this model ({e}); was it written by a run with another --width or "
-            "another version? Use the matching settings or start a new run."
-        ) from e
-    for a, b in zip(jax.tree.leaves(template), jax.tree.leaves(restored)):
-        if np.shape(a) != np.shape(b):
-            raise ValueError(
-                f"{path} holds arrays of shape {np.shape(b)} where this model has {np.shape(a)}: "
-                "it comes from a run with another --width. Use the matching settings."
+    out = Path(config.out)
+    if config.resume:
+        if not (out / "checkpoints").is_dir():
+            raise FileNotFoundError(f"--resume: {out} has no checkpoints/ to continue from")
+    else:
+        # Only process 0 writes; the others must not trip over its first files.
+        if jax.process_index() == 0 and out.exists() and any(out.iterdir()):
+            raise FileExistsError(
+                f"{out} already exists and is not empty; nothing is overwritten. Pass --resume to continue "
+                "the run in it, or choose another --out."
             )
-    return restored
+        if config.lr_max is None and config.lr_range_json:
+            lr_range.load(config.lr_range_json)  # raises, naming the file and the flag
+    if jax.process_index() == 0:
+        check_writable(out)
 
 
-def load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, dict]:
-    """(state, extra) from `save_checkpoint`; the template gives the structure."""
-    payload = _read_checkpoint(path)
-    return _restore(template, payload.pop("state", None), path), payload
+def check_writable(folder: Path) -> None:
+    """Raises UsageError unless `folder` (or the nearest existing parent) takes new files."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {folder}: {existing} is a file, not a folder. Choose another --out.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"--out {folder}: cannot write in {existing} ({e.strerror or e}). Choose a folder you can write to."
+        ) from e
 
 
-def load_variables(path: Path, model: ResNet9) -> dict:
-    """{'params', 'batch_stats'} of a checkpoint, checked against `model`'s shapes.
+def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, float, dict]:
+    """(LR_MIN, LR_MAX, how they were found): given, from a saved sweep, or a new sweep.
 
-    Needs no optimizer: for evaluation and Grad-CAM of any run.
+    A sweep, new or reused, ends up in the run folder as lr_range.json and lr_range.png.
     """
-    state = _read_checkpoint(path).get("state") or {}
-    template = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))
-    saved = {k: state.get(k) for k in ("params", "batch_stats")}
-    return jax.tree.map(jnp.asarray, _restore(template, saved, path))
+    if config.lr_max is not None:
+        lr_max = float(config.lr_max)
+        info: dict[str, Any] = {"source": "--lr-max"}
+    else:
+        if config.lr_range_json:
+            result = lr_range.load(config.lr_range_json)
+            if jax.process_index() == 0:
+                source = Path(config.lr_range_json)
+                if source.resolve() != (out / "lr_range.json").resolve():
+                    shutil.copyfile(source, out / "lr_range.json")
+                    picture = source.with_suffix(".png")
+                    if picture.exists():
+                        shutil.copyfile(picture, out / "lr_range.png")
+                    else:
+                        lr_range.plot(result, out / "lr_range.png")
+            info = {"source": f"LR range test {config.lr_range_json}"}
+        else:
+            result = lr_range.run(config, ds, out, mesh=mesh)
+            info = {"source": f"LR range test in {out / 'lr_range.json'}"}
+        lr_max = float(result["suggestions"][config.lr_range_rule])
+        info["rule"] = config.lr_range_rule
+        say(f"LR range test ({config.lr_range_rule} rule): LR_MAX = {lr_max:.4g}")
+    lr_min = lr_max / config.lr_div if config.lr_min is None else float(config.lr_min)
+    if lr_min > lr_max:
+        raise UsageError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
+    return lr_min, lr_max, info
 
 
-# --- the driver ------------------------------------------------------------------
+# --- the loop ----------------------------------------------------------------------
 
 
-def load_data(config: TrainConfig) -> CIFAR10:
-    """The data a config names (source, folders, subsets, seed)."""
-    return load_cifar10(
-        config.data,
-        data_dir=config.data_dir,
-        cache_dir=config.cache_dir,
-        n_train=config.n_train,
-        n_test=config.n_test,
-        seed=config.seed,
-    )
-
-
-def augment_config(config: TrainConfig) -> AugmentConfig:
-    """The augmentation recipe of a run."""
-    return AugmentConfig(flip_prob=config.flip_prob, cutout=config.cutout)
-
-
-def device_augment(config: TrainConfig) -> AugmentConfig | None:
-    """The recipe for the training step to apply, with --augment device; else None."""
-    return augment_config(config) if config.augment == "device" else None
-
-
-def make_train_loader(config: TrainConfig, ds: CIFAR10) -> BatchLoader:
-    """Augmented training batches as the config says; this process's rows of each."""
-    return BatchLoader(
-        ds.train_images,
-        ds.train_labels,
-        config.batch_size,
-        train=True,
-        seed=config.seed,
-        augment=config.augment,
-        config=augment_config(config),
-        workers=config.augment_threads,
-        rows=parallel.process_slice(config.batch_size),
-    )
-
-
-class _StopRequest:
+class StopRequest:
     """Turns the first Ctrl-C into a request to stop at the next step boundary.
 
     A second Ctrl-C interrupts at once. Only installed in the main thread.
@@ -377,7 +308,7 @@ class _StopRequest:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> _StopRequest:
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -393,85 +324,101 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def default_out() -> Path:
-    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    out, i = base, 1
-    while out.exists():
-        out, i = base.with_name(f"{base.name}-{i}"), i + 1
-    return out
+def steps_in_flight() -> int:
+    """How many dispatched steps may wait unfinished: JAX runs ahead of the device asynchronously.
+
+    One on a CPU, where a full-size step takes seconds and a queue of them would
+    delay Ctrl-C by minutes (343 s measured with an unbounded queue); eight on an
+    accelerator, whose steps take milliseconds and must not wait for the host.
+    """
+    return 1 if jax.default_backend() == "cpu" else 8
 
 
-def prepare_run(config: TrainConfig) -> tuple[TrainConfig, Path]:
-    """The run folder and the config to use (the saved one when resuming)."""
-    if config.resume:
-        out = Path(config.out)
-        saved = out / "config.json"
-        if not saved.exists():
-            raise FileNotFoundError(f"--resume: {saved} not found; is {out} a jaxcifar run folder?")
-        if not (out / "checkpoints" / "latest.msgpack").exists():
-            raise FileNotFoundError(f"--resume: {out} has no checkpoints/latest.msgpack to continue from")
-        stored = records.read_json(saved)["config"]
-        # The recipe comes from the run; where it runs (devices, processes) from now.
-        here = ("progress", "devices", "distributed", "coordinator", "num_processes", "process_id", "workers")
-        stored.update(resume=True, out=str(out), **{k: getattr(config, k) for k in here})
-        return TrainConfig.from_json(stored), out
-    out = Path(config.out) if config.out else default_out()
-    # Only process 0 writes; the others must not trip over its first files.
-    if jax.process_index() == 0 and out.exists() and any(out.iterdir()):
-        raise FileExistsError(
-            f"{out} already exists and is not empty; nothing is overwritten. Pass --resume to continue "
-            "the run in it, or choose another --out."
+@dataclasses.dataclass
+class EpochResult:
+    state: TrainState
+    metrics: list[dict]  # host metrics of every step run
+    seconds: float
+    completed: bool  # False: a stop was requested, or a loss went non-finite
+
+
+def run_epoch(
+    steps: Steps,
+    state: TrainState,
+    batches,
+    stop: StopRequest,
+    progress: Progress,
+    estimate_steps: int | None = None,
+) -> EpochResult:
+    """Trains on the batches of (part of) an epoch, at most `steps_in_flight()` steps ahead.
+
+    With `estimate_steps`, prints how long that many steps will take once 5 have finished.
+    """
+    pending: list[dict] = []
+    t0 = time.perf_counter()
+    ahead = steps_in_flight()
+    completed = True
+    try:
+        for batch in batches:
+            if stop.requested:
+                completed = False
+                break
+            state, metrics = steps.train(state, parallel.put_batch(batch, steps.mesh))
+            pending.append(metrics)
+            done = len(pending)
+            if done > ahead:
+                jax.block_until_ready(pending[done - 1 - ahead])
+            finished = done - ahead
+            if finished == 5 and estimate_steps is not None:
+                announce_estimate(time.perf_counter() - t0, finished, estimate_steps)
+            if done % 10 == 0 and finished > 0:
+                seen = parallel.to_host(pending[finished - 1])
+                if not math.isfinite(float(seen["loss"])):
+                    completed = False
+                    break
+                rate = done * steps.batch_size / (time.perf_counter() - t0)
+                progress.update(
+                    1,
+                    loss=f"{float(seen['loss']):.3f}",
+                    acc=f"{100 * float(seen['accuracy']):.1f}%",
+                    img_s=f"{rate:,.0f}",
+                )
+            else:
+                progress.update(1)
+    finally:
+        batches.close()
+        progress.close()
+    fetched = parallel.to_host(pending)  # one transfer for the epoch
+    return EpochResult(state, fetched, time.perf_counter() - t0, completed)
+
+
+def announce_estimate(elapsed: float, finished: int, remaining_steps: int) -> None:
+    """Prints the time the rest of the run will take, when that is more than ten minutes."""
+    per_step = elapsed / finished
+    total = per_step * remaining_steps
+    if total > 600:
+        say(
+            f"One step takes {per_step:.2f} s here: the {remaining_steps} remaining steps will take about "
+            f"{total / 3600:.1f} h. For a first try, use --quick (minutes), or run on a GPU.",
+            file=sys.stderr,
+            flush=True,
         )
-    return dataclasses.replace(config, out=str(out)), out
 
 
-def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, float, dict]:
-    """(LR_MIN, LR_MAX, how they were found): given, from a saved sweep, or a new sweep."""
-    if config.lr_max != "auto":
-        lr_max = float(config.lr_max)
-        info = {"source": "--lr-max"}
-    else:
-        from jaxcifar import lr_range  # lazy: lr_range imports this module
-
-        if config.lr_range_json:
-            result = lr_range.load(config.lr_range_json)
-            source = Path(config.lr_range_json)
-            if jax.process_index() == 0:
-                for name in (source.name, source.with_suffix(".png").name):
-                    src = source.parent / name
-                    if src.exists() and src.resolve() != (out / name).resolve():
-                        shutil.copyfile(src, out / name)
-            info = {"source": f"LR range test {config.lr_range_json}"}
-        else:
-            result = lr_range.run(config, ds, out, mesh=mesh)
-            info = {"source": f"LR range test in {out / 'lr_range.json'}"}
-        lr_max = float(result["suggestions"][config.lr_range_rule])
-        info["rule"] = config.lr_range_rule
-        parallel.say(f"LR range test ({config.lr_range_rule} rule): LR_MAX = {lr_max:.4g}")
-    lr_min = lr_max / config.lr_div if config.lr_min == "auto" else float(config.lr_min)
-    if lr_min > lr_max:
-        raise ValueError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
-    return lr_min, lr_max, info
-
-
-def _epoch_line(epoch: int, epochs: int, row: dict) -> str:
-    return (
-        f"epoch {epoch + 1:>2}/{epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:6.2f}%"
-        f"  test loss {row['test_loss']:.4f} acc {100 * row['test_accuracy']:6.2f}%"
-        + (f" (flip TTA {100 * row['test_accuracy_tta']:6.2f}%)" if "test_accuracy_tta" in row else "")
-        + f"  lr {row['lr']:.4g}  {row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
-    )
-
-
-def _check_finite(steps_metrics: dict[str, list], first_step: int, epoch: int) -> None:
-    loss = np.asarray(steps_metrics["loss"], dtype=np.float64)
+def check_finite(metrics: Sequence[dict], epoch: int, first_batch: int, steps_per_epoch: int) -> None:
+    """Raises Diverged naming the first step of `metrics` (from `first_batch` of `epoch`) with a non-finite loss."""
+    loss = np.asarray([m["loss"] for m in metrics], dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(loss))
     if len(bad):
         i = int(bad[0])
+        batch = first_batch + i
         raise Diverged(
-            f"the loss became {loss[i]} at step {first_step + i} (epoch {epoch + 1}, batch {i}) "
-            f"with learning rate {steps_metrics['lr'][i]:.4g}"
+            f"the loss became {loss[i]} at step {epoch * steps_per_epoch + batch} (epoch {epoch + 1}, batch {batch}) "
+            f"with learning rate {float(metrics[i]['lr']):.4g}"
         )
+
+
+# --- the driver --------------------------------------------------------------------
 
 
 def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
@@ -482,12 +429,24 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
       ds: the data, if already loaded (else loaded as config.data says).
 
     Raises:
-      Diverged: the loss became NaN/inf; the last good checkpoint is kept.
       FileExistsError: `config.out` holds another run and resume is off.
+      FileNotFoundError, UsageError: a missing or bad input, found before the run folder is made.
     """
-    config, out = prepare_run(config)
+    config = dataclasses.replace(config, out=config.out or str(default_out()))
+    if config.resume:
+        config = resumed_config(config)
+    check_inputs(config)
+    out = Path(config.out)
     main_process = jax.process_index() == 0
+    if config.resume:
+        with Checkpoints(out, read_only=True) as ckpt:
+            meta = ckpt.meta()
+        position = Position(meta["epoch"], meta["batch"], meta["step"])
+        if position.epoch >= config.epochs:
+            say(f"{out} is complete ({position.epoch} of {config.epochs} epochs); nothing to resume, nothing changed.")
+            return records.read_json(out / "summary.json")
     if ds is None:
+        say(f"Loading CIFAR-10 ({resolve_source(config.data)}) ...", flush=True)
         ds = load_data(config)
     elif config.n_train or config.n_test:
         ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
@@ -495,312 +454,146 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
     parallel.check_batch_size(config.batch_size, mesh)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
-    train_loader = make_train_loader(config, ds)
-    test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False)
+    train_loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
     steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * config.epochs
 
     lr_min, lr_max, lr_info = resolve_lr(config, ds, out, mesh)
     if config.resume:  # the saved config holds the numbers; keep the record of where they came from
         lr_info = records.read_json(out / "config.json").get("lr", lr_info)
-    config = dataclasses.replace(config, lr_min=lr_min, lr_max=lr_max)
-    schedule = one_cycle(lr_min, lr_max, steps_per_epoch, config.epochs, config.peak_epoch)
-    model = make_model(config)
-    tx = make_optimizer(schedule, config.momentum, config.nesterov, config.weight_decay)
-    rng = jax.random.key(config.seed)
-    state = create_train_state(model, tx, jax.random.fold_in(rng, 0))
+    config = dataclasses.replace(config, lr_min=lr_min, lr_max=lr_max, data=resolve_source(config.data))
+    schedule = one_cycle(lr_min, lr_max, steps_per_epoch, config.epochs, config.peak)
+    state = steps_lib.initial_state(config, schedule)
     env = records.provenance()
     if main_process and not config.resume:
-        records.write_json(out / "config.json", {"config": config.to_json(), "lr": lr_info, **env})
-
-    ckpt_dir = out / "checkpoints"
-    history: dict[str, list] = {
-        k: []
-        for k in (
-            "train_loss",
-            "train_accuracy",
-            "test_loss",
-            "test_accuracy",
-            "lr",
-            "seconds",
-            "eval_seconds",
-            "images_per_second",
-            *(("test_loss_tta", "test_accuracy_tta") if config.tta else ()),
+        records.write_json(
+            out / "config.json", {"config": config.to_json(), "lr": lr_info, "data_source": ds.source, **env}
         )
-    }
-    step_log: dict[str, list] = {"lr": [], "loss": [], "accuracy": []}
-    start_epoch, start_batch, best_acc, partial = 0, 0, -1.0, None
-    if config.resume:
-        state, extra = load_checkpoint(ckpt_dir / "latest.msgpack", state)
-        start_epoch, start_batch = int(extra["epoch"]), int(extra["batch"])
-        history = {k: list(v) for k, v in extra["history"].items()}
-        step_log = {k: list(v) for k, v in extra["steps"].items()}
-        best_acc = float(extra["best_test_accuracy"])
-        partial = {k: list(v) for k, v in extra["partial"].items()} if start_batch else None
-        parallel.say(f"Resuming {out} at epoch {start_epoch + 1}, batch {start_batch} (step {int(state.step)}).")
 
-    def checkpoint(name: str, epoch: int, batch: int, partial_log: dict | None = None) -> None:
-        if main_process:
-            save_checkpoint(
-                ckpt_dir / f"{name}.msgpack",
-                state,
-                epoch=epoch,
-                batch=batch,
-                history=history,
-                steps=step_log,
-                best_test_accuracy=best_acc,
-                partial=partial_log or {"lr": [], "loss": [], "accuracy": []},
-            )
-
-    def write_metrics() -> None:
-        if main_process:
-            records.write_json(
-                out / "metrics.json", {"epochs": history, "steps": step_log, "steps_per_epoch": steps_per_epoch}
-            )
-
-    if not config.resume:
-        checkpoint("latest", 0, 0)  # a last good checkpoint exists from the start
-    state = parallel.put_replicated(state, mesh)
-    steps = compile_steps(
-        state, mesh, config.batch_size, schedule, config.label_smoothing, tta=config.tta, augment=device_augment(config)
-    )
-    test_batches = device_eval_batches(test_loader, config.batch_size, mesh)
-    parallel.say(
-        f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
-        f"ResNet-9 width {config.width}, {jnp.dtype(model.dtype).name}; "
-        f"{env['device_kind']} x{len(mesh.devices.flat)}; "
-        f"LR {lr_min:.4g} -> {lr_max:.4g} -> {lr_min:.4g}; {config.epochs} epochs of {steps_per_epoch} steps; "
-        f"compiled in {steps.compile_seconds:.1f} s; writing to {out}"
-    )
-
-    status, message = "completed", ""
-    run_start = time.perf_counter()
-    with _StopRequest() as stop:
-        try:
-            for epoch in range(start_epoch, config.epochs):
-                first = start_batch if epoch == start_epoch else 0
-                epoch_log = partial if (epoch == start_epoch and partial) else {"lr": [], "loss": [], "accuracy": []}
-                bar = progress_bar(config, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", first)
-                estimate = None
-                if epoch == start_epoch and jax.default_backend() == "cpu":
-                    estimate = total_steps - (epoch * steps_per_epoch + first)
-                state, fetched, seconds, completed = _run_epoch(
-                    steps, state, train_loader.epoch(epoch, start=first), stop, bar, estimate
-                )
-                for m in fetched:
-                    for k in epoch_log:
-                        epoch_log[k].append(float(m[k]))
-                _check_finite(epoch_log, epoch * steps_per_epoch, epoch)
-                if not completed:  # a stop was requested
-                    partial_done = len(epoch_log["loss"])
-                    checkpoint("latest", epoch, partial_done, epoch_log)
-                    status = "interrupted"
-                    message = (
-                        f"Stopped at epoch {epoch + 1}, batch {partial_done}; checkpoint saved. Continue with: "
-                        f"python -m jaxcifar.train --out {out} --resume"
-                    )
-                    break
-                t1 = time.perf_counter()
-                test = evaluate(steps, state, test_batches)
-                test_acc = test["accuracy"]
-                eval_seconds = time.perf_counter() - t1
-                for k in step_log:
-                    step_log[k] += epoch_log[k]
-                trained = len(fetched) * config.batch_size  # this session's share of the epoch
-                row = {
-                    "train_loss": float(np.mean(epoch_log["loss"])),
-                    "train_accuracy": float(np.mean(epoch_log["accuracy"])),
-                    "test_loss": test["loss"],
-                    "test_accuracy": test_acc,
-                    **(
-                        {"test_loss_tta": test["tta_loss"], "test_accuracy_tta": test["tta_accuracy"]}
-                        if config.tta
-                        else {}
-                    ),
-                    "lr": epoch_log["lr"][-1],
-                    "seconds": seconds,
-                    "eval_seconds": eval_seconds,
-                    "images_per_second": trained / seconds,
-                }
-                for k, v in row.items():
-                    history[k].append(v)
-                parallel.say(_epoch_line(epoch, config.epochs, row), flush=True)
-                if test_acc > best_acc:
-                    best_acc = test_acc
-                    checkpoint("best", epoch + 1, 0)
-                checkpoint("latest", epoch + 1, 0)
-                write_metrics()
-        except Diverged as e:
-            status = "diverged"
-            message = (
-                f"Training diverged: {e}. The last good checkpoint is kept in {ckpt_dir / 'latest.msgpack'}. "
-                "Lower --lr-max (or run the LR range test with --lr-max auto)."
-            )
-            write_metrics()
-        except KeyboardInterrupt:
-            status = "interrupted"
-            message = f"Interrupted; the last checkpoint is in {ckpt_dir / 'latest.msgpack'} (resume with --resume)."
-
-    summary = _summarize(config, history, status, message, steps, time.perf_counter() - run_start, lr_info, env)
+    with Checkpoints(out) as ckpt:
+        if config.resume:
+            state, meta = ckpt.restore(abstract_state(state, mesh))
+            position = Position(meta["epoch"], meta["batch"], meta["step"])
+            log = RunLog.read(out / "metrics.json", position, config.tta)
+            say(f"Resuming {out} at epoch {position.epoch + 1}, batch {position.batch} (step {position.step}).")
+        else:
+            state = parallel.put_replicated(state, mesh)
+            position = Position(0, 0, 0)
+            log = RunLog(steps_per_epoch, config.tta)
+            ckpt.save(state, position)  # a last good checkpoint exists from the start
+        summary = _train(config, ds, mesh, schedule, state, ckpt, log, position, out)
+    summary = {**summary, "lr": lr_info, "data_source": ds.source, **env}
     if main_process:
         records.write_json(out / "summary.json", summary)
-        if history["train_loss"]:
-            tag = run_tag(config.width, len(ds.train_labels), config.batch_size, env["device_kind"], config.epochs)
-            _draw(out, history, step_log, steps_per_epoch, config, tag)
-        if status == "completed" and config.gradcam:
-            from jaxcifar import gradcam  # lazy: only finished runs draw Grad-CAM
-
+        if log.epochs_done:
+            tag = plots.run_tag(
+                config.width, len(ds.train_labels), config.batch_size, env["device_kind"], config.epochs
+            )
+            plots.run_figures(out, log.history, log.steps["lr"], steps_per_epoch, tag)
+        if summary["status"] == "completed" and config.gradcam:
             # A seeded random 25 rather than the first 25: image-folder test sets
             # are sorted by class, and the first 25 mistakes would all be airplanes.
             gradcam.run_on(out, ds, seed=config.seed)
-    if status == "completed":
-        parallel.say(
+    if summary["status"] == "completed":
+        say(
             f"Done: final test accuracy {100 * summary['final_test_accuracy']:.2f}%, best "
             f"{100 * summary['best_test_accuracy']:.2f}% (epoch {summary['best_epoch']}); results in {out}"
         )
     else:
-        parallel.say(message, file=sys.stderr)
+        say(summary["message"], file=sys.stderr)
     return summary
 
 
-def _run_epoch(
-    steps: Steps, state: TrainState, batches, stop: _StopRequest, bar, estimate_steps: int | None
-) -> tuple[TrainState, list[dict], float, bool]:
-    """Trains on the batches of (part of) an epoch.
-
-    Returns the state, the host metrics of every step, the seconds taken, and
-    whether the epoch ran to its end (False: a stop was requested, or a loss
-    went non-finite; the caller tells which from the metrics).
-    """
-    metrics_dev: list[Metrics] = []
-    t0 = time.perf_counter()
-    completed = True
-    try:
-        for batch in batches:
-            if stop.requested:
-                completed = False
-                break
-            state, metrics = steps.train(state, parallel.put_batch(batch, steps.mesh))
-            metrics_dev.append(metrics)
-            done = len(metrics_dev)
-            if bar is not None:
-                bar.update(1)
-            if done % 10 == 0 and done > 2:  # read a step that has surely finished: no stall
-                seen = parallel.to_host(metrics_dev[done - 3])
-                if not math.isfinite(float(seen["loss"])):
-                    completed = False
-                    break
-                if bar is not None:
-                    rate = done * steps.batch_size / (time.perf_counter() - t0)
-                    bar.set_postfix(
-                        loss=f"{float(seen['loss']):.3f}",
-                        acc=f"{100 * float(seen['accuracy']):.1f}%",
-                        img_s=f"{rate:,.0f}",
-                    )
-            if estimate_steps is not None and done == 5:
-                _estimate(t0, done, estimate_steps)
-    finally:
-        batches.close()
-        if bar is not None:
-            bar.close()
-    fetched = parallel.to_host(metrics_dev)
-    return state, fetched, time.perf_counter() - t0, completed
-
-
-def progress_bar(config: TrainConfig, total: int, desc: str, initial: int = 0):
-    """A tqdm bar of steps on process 0; None with --no-progress and on the other processes."""
-    if not config.progress or jax.process_index() != 0:
-        return None
-    from tqdm.auto import tqdm
-
-    # disable=None: no bar when stderr is not a terminal (logs get the epoch lines).
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=None, dynamic_ncols=True)
-
-
-def _estimate(t0: float, done: int, remaining_steps: int) -> None:
-    per_step = (time.perf_counter() - t0) / done
-    total = per_step * remaining_steps
-    if total > 600:
-        parallel.say(
-            f"On this CPU one step takes {per_step:.2f} s: the {remaining_steps} remaining steps will take about "
-            f"{total / 3600:.1f} h. For a first try, use --quick (minutes), or run on a GPU.",
-            file=sys.stderr,
-        )
-
-
-def _summarize(config, history, status, message, steps, wall, lr_info, env) -> dict:
-    acc = history["test_accuracy"]
-    best = int(np.argmax(acc)) if acc else None
-    train_seconds = float(np.sum(history["seconds"]))
-    images = sum(r * s for r, s in zip(history["images_per_second"], history["seconds"]))
-    return {
-        "status": status,
-        "message": message,
-        "epochs_completed": len(acc),
-        "final_test_accuracy": acc[-1] if acc else None,
-        "best_test_accuracy": acc[best] if acc else None,
-        "best_epoch": best + 1 if acc else None,
-        "final_train_accuracy": history["train_accuracy"][-1] if acc else None,
-        **(
-            {
-                "final_test_accuracy_tta": history["test_accuracy_tta"][-1],
-                "best_test_accuracy_tta": max(history["test_accuracy_tta"]),
-            }
-            if acc and "test_accuracy_tta" in history
-            else {}
-        ),
-        "best_train_accuracy": max(history["train_accuracy"]) if acc else None,
-        "lr_min": config.lr_min,
-        "lr_max": config.lr_max,
-        "lr": lr_info,
-        "compile_seconds": steps.compile_seconds,
-        "train_seconds": train_seconds,
-        "eval_seconds": float(np.sum(history["eval_seconds"])),
-        "wall_seconds_this_session": wall,
-        "images_per_second": images / train_seconds if train_seconds else None,
-        **env,
-    }
-
-
-def run_tag(width: int, n_train: int, batch_size: int, device_kind: str, epochs: int | None = None) -> str:
-    """What a figure was measured on, for its title: a CPU demo must not pass for the real run."""
-    ran = f", {epochs} epochs" if epochs is not None else ""
-    return f"ResNet-9 width {width}, {n_train:,} train images, batch {batch_size}{ran}, {device_kind}"
-
-
-def _draw(out: Path, history: dict, step_log: dict, steps_per_epoch: int, config: TrainConfig, tag: str) -> None:
-    plots.accuracy(history, out / "accuracy.png", title=f"Accuracy per epoch\n{tag}")
-    plots.loss_accuracy(history, out / "loss_accuracy.png", title=tag)
-    plots.one_cycle(
-        step_log["lr"], steps_per_epoch, out / "one_cycle.png", title=f"Learning rate used, per step\n{tag}"
+def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, position: Position, out: Path) -> dict:
+    """The epoch loop from `position`; returns the summary without provenance."""
+    main_process = jax.process_index() == 0
+    steps_per_epoch = log.steps_per_epoch
+    train_loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
+    test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False)
+    steps = steps_lib.compile_run_steps(config, state, mesh, schedule)
+    test_batches = steps_lib.device_eval_batches(test_loader.epoch(0), config.batch_size, mesh)
+    say(
+        f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
+        f"ResNet-9 width {config.width}, {np.dtype(steps_lib.compute_dtype(config.dtype)).name}; "
+        f"{jax.devices()[0].device_kind} x{mesh.devices.size}; "
+        f"LR {config.lr_min:.4g} -> {config.lr_max:.4g} at epoch {config.peak:.3g} -> {config.lr_min:.4g}; "
+        f"{config.epochs} epochs of {steps_per_epoch} steps; compiled in {steps.compile_seconds:.1f} s; "
+        f"writing to {out}",
+        flush=True,
     )
 
+    def save(epoch: int, batch: int, test_accuracy: float | None = None) -> None:
+        if main_process:
+            log.write(out / "metrics.json")  # before the checkpoint: resume cuts it back to the checkpoint
+        ckpt.save(state, Position(epoch, batch, epoch * steps_per_epoch + batch), test_accuracy)
 
-def enable_compilation_cache(config: TrainConfig) -> None:
-    """Keeps compiled programs in <cache folder>/xla, so a second run skips compilation.
-
-    Leaves an already chosen cache folder alone.
-    """
-    if not jax.config.jax_compilation_cache_dir:
-        base = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
-        jax.config.update("jax_compilation_cache_dir", str(base / "xla"))
+    status, message = "completed", ""
+    with StopRequest() as stop:
+        try:
+            for epoch in range(position.epoch, config.epochs):
+                first = position.batch if epoch == position.epoch else 0
+                estimate = config.epochs * steps_per_epoch - position.step if epoch == position.epoch else None
+                progress = Progress(config.progress, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", first)
+                result = run_epoch(steps, state, train_loader.epoch(epoch, start=first), stop, progress, estimate)
+                state = result.state
+                log.add_steps(result.metrics)
+                check_finite(result.metrics, epoch, first, steps_per_epoch)
+                if not result.completed:  # a stop was requested
+                    batch = first + len(result.metrics)
+                    save(epoch, batch)
+                    status = "interrupted"
+                    message = (
+                        f"Stopped at epoch {epoch + 1}, batch {batch}; checkpoint saved. Continue with: "
+                        f"python -m jaxcifar.train --out {out} --resume"
+                    )
+                    break
+                t1 = time.perf_counter()
+                test = steps_lib.evaluate(steps, state, test_batches)
+                row = log.end_epoch(
+                    epoch, test, result.seconds, time.perf_counter() - t1, len(result.metrics) * config.batch_size
+                )
+                say(epoch_line(epoch, config.epochs, row, len(result.metrics), steps_per_epoch), flush=True)
+                last = epoch + 1 == config.epochs
+                if last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
+                    save(epoch + 1, 0, test["accuracy"])
+                elif main_process:
+                    log.write(out / "metrics.json")
+        except Diverged as e:
+            status = "diverged"
+            message = (
+                f"Training diverged: {e}. The last good checkpoint is kept in {ckpt.directory}. "
+                "Lower --lr-max (or run the LR range test with --lr-max auto)."
+            )
+            if main_process:
+                log.write(out / "metrics.json")
+        except KeyboardInterrupt:
+            status = "interrupted"
+            message = f"Interrupted; the last checkpoint is in {ckpt.directory} (resume with --resume)."
+    return log.summary(config, status, message, {"compile_seconds": steps.compile_seconds})
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """`python -m jaxcifar.train`: parse flags, train, exit non-zero unless completed."""
-    config = config_lib.parse(argv, "python -m jaxcifar.train", __doc__.split("\n")[0])
+    """`python -m jaxcifar.train`: parse flags, train; exit 1 when the run fails, 2 on bad input, 130 on Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m jaxcifar.train", description=__doc__.split("\n")[0])
+    config_lib.add_arguments(parser)
+    args = parser.parse_args(argv)
+    config = config_lib.from_args(args, parser)
     if config.distributed:
         parallel.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
-    enable_compilation_cache(config)
+    steps_lib.enable_compilation_cache(config)
     try:
+        if config.resume:
+            config = resumed_config(config, config_lib.given_settings(args))
         summary = train_and_evaluate(config)
-    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileExistsError, FileNotFoundError, ValueError) as e:  # UsageError is a ValueError
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(e, (FileExistsError, ValueError)) else 1) from e
+        raise SystemExit(EXIT_USAGE) from e
+    except RuntimeError as e:  # the data could not be fetched (no network)
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from e
     if summary["status"] == "diverged":
-        raise SystemExit(1)
+        raise SystemExit(EXIT_FAILED)
     if summary["status"] == "interrupted":
-        raise SystemExit(130)
+        raise SystemExit(EXIT_INTERRUPTED)
     return summary
 
 

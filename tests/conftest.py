@@ -29,6 +29,30 @@ def compilation_cache(tmp_path_factory):
     first hit the cache."""
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
+    cache = str(tmp_path_factory.mktemp("xla-cache"))
+    jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # Subprocess tests (several devices, the notebook, the GPU session script) share it.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One finished tiny run (3 epochs, flip TTA, Grad-CAM) that tests read and never change.
+
+    Returns (run folder, its summary, its config, its data).
+    """
+    from tiny import TINY_RUN
+
+    from jaxcifar import train
+    from jaxcifar.config import TrainConfig
+    from jaxcifar.loader import load_data
+
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    settings = {**TINY_RUN, "epochs": 3, "tta": True, "gradcam": True, "n_train": 640, "n_test": 200}
+    config = TrainConfig(**settings, out=str(out))
+    ds = load_data(config)  # as the Grad-CAM command line will load it again
+    summary = train.train_and_evaluate(config, ds)
+    return out, summary, config, ds

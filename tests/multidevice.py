@@ -28,6 +28,8 @@ from tiny import TINY_RUN  # noqa: E402
 
 from jaxcifar import data as data_lib  # noqa: E402
 from jaxcifar import gradcam, parallel, train  # noqa: E402
+from jaxcifar import steps as steps_lib  # noqa: E402
+from jaxcifar.checkpoint import Checkpoints, abstract_state, load_variables  # noqa: E402
 from jaxcifar.config import TrainConfig  # noqa: E402
 from jaxcifar.model import ResNet9  # noqa: E402
 
@@ -48,9 +50,9 @@ def steps(out: Path, devices: int | None = None) -> dict:
     mesh = parallel.make_mesh(devices)
     schedule = optax.constant_schedule(0.05)
     model = ResNet9(width=4)
-    state = train.create_train_state(model, train.make_optimizer(schedule), jax.random.key(0))
+    state = steps_lib.create_train_state(model, steps_lib.make_optimizer(schedule), jax.random.key(0))
     state = parallel.put_replicated(state, mesh)
-    compiled = train.compile_steps(state, mesh, 64, schedule)
+    compiled = steps_lib.compile_steps(state, mesh, 64, schedule)
     rows = parallel.process_slice(64)
     for i in range(STEPS):
         state, metrics = compiled.train(state, parallel.put_batch((x[i][rows], y[i][rows]), mesh))
@@ -73,7 +75,7 @@ def metrics_loss(metrics) -> float:
 
 
 def params_of(run: Path) -> dict:
-    return train.load_variables(run / "checkpoints" / "latest.msgpack", ResNet9(width=4))
+    return load_variables(run, TrainConfig(**TINY), "latest")
 
 
 def pipeline(out: Path) -> dict:
@@ -87,16 +89,18 @@ def pipeline(out: Path) -> dict:
     v8 = params_of(out / "d8")
 
     # Evaluation of one state on 8 devices and on 1: the same sums.
-    from jaxcifar.augment import BatchLoader
+    from jaxcifar.loader import BatchLoader
 
     loader = BatchLoader(ds.test_images, ds.test_labels, 64, train=False)
     evals = []
     for n in (1, 8):
         mesh = parallel.make_mesh(n)
-        template = train.create_train_state(ResNet9(width=4), train.make_optimizer(lambda s: 0.1), jax.random.key(0))
+        template = steps_lib.create_train_state(
+            ResNet9(width=4), steps_lib.make_optimizer(lambda s: 0.1), jax.random.key(0)
+        )
         state = parallel.put_replicated(template.replace(**v8), mesh)
-        batches = train.device_eval_batches(loader, 64, mesh)
-        evals.append(train.evaluate(train.compile_steps(state, mesh, 64, lambda s: 0.1), state, batches))
+        batches = steps_lib.device_eval_batches(loader.epoch(0), 64, mesh)
+        evals.append(steps_lib.evaluate(steps_lib.compile_steps(state, mesh, 64, lambda s: 0.1), state, batches))
     result["eval_1_8"] = evals
 
     # --augment device on 8 devices: each device augments its shard of the uint8
@@ -106,10 +110,10 @@ def pipeline(out: Path) -> dict:
     mesh, constant = parallel.make_mesh(8), optax.constant_schedule(0.05)
     losses = []
     for mode in ("numpy", "device"):
-        fresh = train.create_train_state(ResNet9(width=4), train.make_optimizer(constant), jax.random.key(0))
+        fresh = steps_lib.create_train_state(ResNet9(width=4), steps_lib.make_optimizer(constant), jax.random.key(0))
         fresh = parallel.put_replicated(fresh, mesh)
         augment = AugmentConfig() if mode == "device" else None
-        compiled = train.compile_steps(fresh, mesh, 64, constant, with_eval=False, augment=augment)
+        compiled = steps_lib.compile_steps(fresh, mesh, 64, constant, with_eval=False, augment=augment)
         batch = BatchLoader(ds.train_images, ds.train_labels, 64, train=True, augment=mode).batch(0, 0)
         _, metrics = compiled.train(fresh, parallel.put_batch(batch, mesh))
         losses.append(metrics_loss(metrics))
@@ -138,10 +142,9 @@ def pipeline(out: Path) -> dict:
     cut = train.train_and_evaluate(TrainConfig(**TINY, devices=8, out=str(out / "cut")), ds)
     parallel.put_batch = real
     saved = params_of(out / "cut")
-    state, extra = train.load_checkpoint(
-        out / "cut" / "checkpoints" / "latest.msgpack",
-        train.create_train_state(ResNet9(width=4), train.make_optimizer(lambda s: 0.1), jax.random.key(0)),
-    )
+    template = steps_lib.initial_state(TrainConfig(**TINY), lambda s: 0.1)
+    with Checkpoints(out / "cut", read_only=True) as ckpt:
+        state, extra = ckpt.restore(abstract_state(template, parallel.make_mesh(1)))
     result["cut"] = [cut["status"], int(extra["epoch"]), int(extra["batch"]), int(state.step)]
     resumed = train.train_and_evaluate(TrainConfig(out=str(out / "cut"), resume=True, devices=1, progress=False), ds)
     result["resumed"] = [resumed["status"], resumed["final_test_accuracy"], resumed["epochs_completed"]]

@@ -8,10 +8,11 @@ import pytest
 from tiny import TINY_RUN
 
 from jaxcifar import augment as aug
-from jaxcifar import augment_device, parallel, train
+from jaxcifar import augment_device, parallel, steps, train
 from jaxcifar import data as data_lib
-from jaxcifar.augment import AugmentConfig, BatchLoader
+from jaxcifar.augment import AugmentConfig
 from jaxcifar.config import TrainConfig
+from jaxcifar.loader import BatchLoader
 from jaxcifar.model import ResNet9
 from jaxcifar.schedule import one_cycle
 
@@ -68,9 +69,9 @@ def test_a_step_on_device_augmented_batches_equals_the_host_step():
     images, labels = random_images(64, 2), np.arange(64, dtype=np.int32) % 10
     mesh = parallel.make_mesh(1)
     schedule = one_cycle(0.01, 0.1, 10)
-    state = train.create_train_state(ResNet9(width=4), train.make_optimizer(schedule), jax.random.key(0))
-    host_steps = train.compile_steps(state, mesh, 64, schedule, with_eval=False)
-    device_steps = train.compile_steps(state, mesh, 64, schedule, with_eval=False, augment=AugmentConfig())
+    state = steps.create_train_state(ResNet9(width=4), steps.make_optimizer(schedule), jax.random.key(0))
+    host_steps = steps.compile_steps(state, mesh, 64, schedule, with_eval=False)
+    device_steps = steps.compile_steps(state, mesh, 64, schedule, with_eval=False, augment=AugmentConfig())
     x, y = BatchLoader(images, labels, 64, train=True, augment="numpy").batch(0, 0)
     raw_batch = BatchLoader(images, labels, 64, train=True, augment="device").batch(0, 0)
     copy = jax.tree.map(np.array, state)  # the steps donate their input state
@@ -83,7 +84,7 @@ def test_a_step_on_device_augmented_batches_equals_the_host_step():
 
 def test_a_run_with_device_augmentation_sweeps_and_trains(tmp_path):
     ds = data_lib.synthetic(n_train=640, n_test=200, seed=0)
-    config = TrainConfig(**{**TINY_RUN, "augment": "device", "lr_max": "auto", "lr_range_iters": 20})
+    config = TrainConfig(**{**TINY_RUN, "augment": "device", "lr_max": None, "lr_range_iters": 20})
     summary = train.train_and_evaluate(dataclasses.replace(config, out=str(tmp_path / "run")), ds)
     assert summary["status"] == "completed" and summary["final_train_accuracy"] > 0.5
     assert summary["lr"]["rule"] == "accuracy" and (tmp_path / "run" / "lr_range.json").exists()

@@ -1,17 +1,17 @@
 """Tests for jaxcifar.gradcam: hand-computed maps, finite differences, localisation, the CLI."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from tiny import TINY_RUN
 
-from jaxcifar import data as data_lib
 from jaxcifar import gradcam as gc
 from jaxcifar import model as model_lib
-from jaxcifar import train
-from jaxcifar.config import TrainConfig
+from jaxcifar import steps
+from jaxcifar.checkpoint import load_variables
 from jaxcifar.model import GRADCAM_LAYERS, ResNet9
 
 
@@ -151,8 +151,8 @@ def test_map_points_at_the_region_that_decides_the_class():
     x, y = quadrant_data(512, seed=0)
     model = ResNet9(width=8, num_classes=2)
     schedule = optax.constant_schedule(0.05)
-    state = train.create_train_state(model, train.make_optimizer(schedule, weight_decay=5e-4), jax.random.key(0))
-    step = jax.jit(lambda s, b: train.train_step(s, b, schedule))
+    state = steps.create_train_state(model, steps.make_optimizer(schedule, weight_decay=5e-4), jax.random.key(0))
+    step = jax.jit(lambda s, b: steps.train_step(s, b, schedule))
     for i in range(120):
         sl = slice((i % 8) * 64, (i % 8 + 1) * 64)
         state, metrics = step(state, (x[sl], y[sl]))
@@ -169,17 +169,8 @@ def test_map_points_at_the_region_that_decides_the_class():
         assert np.median(share) > least, (layer, np.median(share))
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gradcam") / "run"
-    ds = data_lib.load_cifar10("synthetic", n_train=640, n_test=200, seed=5)  # as the CLI will load it
-    cfg = TrainConfig(**{**TINY_RUN, "epochs": 1, "peak_epoch": 0.5}, out=str(out), n_train=640, n_test=200, seed=5)
-    train.train_and_evaluate(cfg, ds)
-    return out, ds
-
-
 def test_cli_writes_both_figures(tiny_run, tmp_path):
-    run, ds = tiny_run
+    run, _, config, ds = tiny_run
     result = gc.main(["--run", str(run), "--out", str(tmp_path), "--count", "6"])
     from PIL import Image
 
@@ -190,7 +181,7 @@ def test_cli_writes_both_figures(tiny_run, tmp_path):
     assert (tmp_path / "misclassified.png").stat().st_size > 10_000
     # The first misclassified images, in test-set order.
     model = ResNet9(width=4)
-    variables = train.load_variables(run / "checkpoints" / "best.msgpack", model)
+    variables = load_variables(run, config, "best")
     predicted = gc.predict_classes(model, variables, ds.test_images)
     np.testing.assert_array_equal(result["indices"], np.flatnonzero(predicted != ds.test_labels)[:6])
     # The figures now exist: a second call keeps them unless --force.
@@ -201,18 +192,16 @@ def test_cli_writes_both_figures(tiny_run, tmp_path):
 
 
 def test_random_choice_is_seeded(tiny_run, tmp_path):
-    run, _ = tiny_run
+    run = tiny_run[0]
     a = gc.main(["--run", str(run), "--out", str(tmp_path / "a"), "--count", "4", "--random", "--seed", "1"])
     b = gc.main(["--run", str(run), "--out", str(tmp_path / "b"), "--count", "4", "--random", "--seed", "1"])
     assert a["indices"] == b["indices"]
 
 
 def test_missing_and_incompatible_checkpoints(tiny_run, tmp_path, capsys):
-    run, _ = tiny_run
+    run, _, config, _ = tiny_run
     with pytest.raises(SystemExit):
         gc.main(["--run", str(tmp_path / "nowhere")])
     assert "config.json not found: --run must be a folder written by jaxcifar.train" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
-        train.load_variables(tmp_path / "none.msgpack", ResNet9(width=4))
     with pytest.raises(ValueError, match="another --width"):
-        train.load_variables(run / "checkpoints" / "best.msgpack", ResNet9(width=8))
+        load_variables(run, dataclasses.replace(config, width=8), "best")

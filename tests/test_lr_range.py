@@ -105,7 +105,7 @@ def test_sweep_stops_when_the_loss_diverges(tmp_path, tiny_data):
 
 
 def test_lr_max_auto_end_to_end(tmp_path, tiny_data, capsys):
-    cfg = TrainConfig(**{**TINY, "lr_max": "auto"}, out=str(tmp_path / "run"))
+    cfg = TrainConfig(**{**TINY, "lr_max": None}, out=str(tmp_path / "run"))
     summary = train.train_and_evaluate(cfg, tiny_data)
     sweep = json.loads((tmp_path / "run" / "lr_range.json").read_text())
     assert (tmp_path / "run" / "lr_range.png").exists()
@@ -130,7 +130,7 @@ def test_lr_range_json_is_reused_without_a_new_sweep(tmp_path, tiny_data, monkey
 
     monkeypatch.setattr(lr_range, "sweep", no_sweep)
     run_cfg = TrainConfig(
-        **{**TINY, "lr_range_rule": "min-loss", "lr_max": "auto"},
+        **{**TINY, "lr_range_rule": "min-loss", "lr_max": None},
         lr_range_json=str(tmp_path / "sweep" / "lr_range.json"),
         out=str(tmp_path / "run"),
     )
@@ -158,10 +158,10 @@ def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--start-lr", "0.1", "--end-lr", "0.01"], "start-lr (0.1) must be below end-lr (0.01)"),
-        (["--num-iter", "1"], "needs num-iter >= 2, got 1"),
-        (["--rule", "valley"], "invalid choice: 'valley'"),
-        (["--smoothing", "0"], "smoothing must be in (0, 1], got 0.0"),
+        (["--start-lr", "0.1", "--end-lr", "0.01"], "lr-range-start (0.1) must be below lr-range-end (0.01)"),
+        (["--num-iter", "1"], "needs lr-range-iters >= 2, got 1"),
+        (["--rule", "bogus"], "invalid choice: 'bogus'"),
+        (["--smoothing", "0"], "lr-range-smoothing must be in (0, 1], got 0.0"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):
@@ -174,7 +174,10 @@ def test_bad_arguments(argv, message, capsys):
 def test_bad_lr_range_json(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{}")
-    with pytest.raises(ValueError, match="is not an lr_range.json of jaxcifar"):
+    with pytest.raises(ValueError, match=r"--lr-range-json .*x.json is not an lr_range.json of jaxcifar"):
+        lr_range.load(bad)
+    bad.write_text('{"settings": {"start_lr": 1e-4, "end')  # truncated
+    with pytest.raises(ValueError, match=r"--lr-range-json .*x.json: not readable JSON .*may be truncated"):
         lr_range.load(bad)
     with pytest.raises(FileNotFoundError, match="no such file"):
         lr_range.load(tmp_path / "missing.json")

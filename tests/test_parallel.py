@@ -136,5 +136,7 @@ def test_distributed_cli_writes_once_from_process_0(tmp_path):
     assert "epoch  2/2" in outputs[0][0] and "epoch" not in outputs[1][0]  # process 0 alone logs
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["device_count"] == 8
-    assert (out / "checkpoints" / "latest.msgpack").exists() and (out / "accuracy.png").exists()
+    # Written once (by process 0's orbax), the latest and the best epoch's checkpoint.
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"20", str(10 * summary["best_epoch"])}
+    assert (out / "accuracy.png").exists()
     assert summary["final_test_accuracy"] > 0.3

@@ -1,7 +1,9 @@
 """Tests for jaxcifar.records: atomic files, JSON without NaN, the overwrite guard, provenance."""
 
+import importlib.metadata
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -46,3 +48,23 @@ def test_command_line_and_provenance(monkeypatch):
     assert records.command_line() == "python scripts/seeds.py --seeds 5"
     env = records.provenance()
     assert env["platform"] == "cpu" and env["device_count"] >= 1 and env["versions"]["numpy"] == np.__version__
+
+
+def test_provenance_reads_versions_without_importing_albumentations():
+    # Importing albumentations 2 starts an online update check: reading its version must not.
+    code = (
+        "import sys; from jaxcifar import records; v = records.versions(); "
+        "print(v['albumentations'], v['orbax-checkpoint'], 'albumentations' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    version, orbax, imported = done.stdout.split()
+    assert version == importlib.metadata.version("albumentations") and orbax != "None"
+    assert imported == "False"
+
+
+def test_the_albumentations_path_never_checks_online(monkeypatch):
+    monkeypatch.delenv("NO_ALBUMENTATIONS_UPDATE", raising=False)
+    from jaxcifar import augment
+
+    augment.albumentations_pipeline()
+    assert os.environ["NO_ALBUMENTATIONS_UPDATE"] == "1"  # set before albumentations was imported

@@ -1,6 +1,6 @@
 """The tiny run the tests share: width 4, synthetic data, batches of 64.
 
-A few seconds per epoch on 2 CPU cores. Tests vary it with {**TINY_RUN, ...}.
+A second or two per epoch on 2 CPU cores. Tests vary it with {**TINY_RUN, ...}.
 """
 
 TINY_RUN = {

@@ -1,0 +1,59 @@
+"""Say what JAX runs on, and stop in seconds when it is not the accelerator a session paid for.
+
+    python -m jaxcifar.bench.device_check --expect gpu     # exit 3 unless JAX found a GPU
+    python -m jaxcifar.bench.device_check --expect any     # a CPU rehearsal: report only
+
+A GPU session has minutes of device time; a silent fallback to the CPU (a jaxlib
+without CUDA, a driver JAX cannot use) would pick float32 and the CPU kernel
+gradient and be killed at the time limit with nothing back. This check prints
+the devices and the versions of jax, jaxlib, flax, optax, orbax and numpy first,
+then fails with exit status 3 when the backend is not the one expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import jax
+
+from jaxcifar import records
+
+EXIT_WRONG_DEVICE = 3
+
+
+def report() -> dict:
+    """Backend, devices and library versions, as printed by `main`."""
+    devices = jax.devices()
+    return {
+        "backend": jax.default_backend(),
+        "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in devices],
+        "versions": records.versions(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m jaxcifar.bench.device_check", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--expect",
+        choices=("gpu", "tpu", "any"),
+        default="gpu",
+        help="the backend to insist on; any = a CPU rehearsal (default: gpu)",
+    )
+    args = parser.parse_args(argv)
+    found = report()
+    print(f"backend {found['backend']}: {', '.join(found['devices'])}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in found["versions"].items()), flush=True)
+    if args.expect != "any" and found["backend"] != args.expect:
+        print(
+            f"error: JAX runs on {found['backend']}, not {args.expect}: stopping before spending device time. "
+            f"Install a jaxlib for the {args.expect} (or set JAXCIFAR_REHEARSAL=1 for a CPU rehearsal).",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_WRONG_DEVICE)
+    return found
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""A run's checkpoints, with orbax: save while training, resume anywhere, read weights for Grad-CAM.
+
+A run folder's `checkpoints/` is an orbax `CheckpointManager` directory: one
+folder per saved global step, each with two items,
+
+  state   the TrainState (parameters, BatchNorm statistics, momentum, step)
+  meta    JSON: where training stands (epochs done, batches of the next epoch
+          done, global step), the best test accuracy so far, and the step of the
+          best checkpoint kept
+
+and orbax's own metadata (the step's test accuracy, for keeping the best).
+Kept are the latest checkpoint and the best one by test accuracy (the earliest
+among equals); checkpoints without an evaluation (step 0, Ctrl-C mid-epoch) rank
+lowest and are kept only while they are the latest. Saves are asynchronous: `save` returns once the arrays
+are copied off the devices and the files are written in the background, so the
+training loop does not wait for the disk. A step folder appears under its final
+name only when complete (orbax's atomic commit).
+
+Restoring takes an abstract target (shapes, dtypes and shardings) built for the
+current mesh, so a checkpoint written on 8 devices resumes on 1 and one written
+on a GPU loads on a CPU. The metric history is not here: it lives in the run's
+metrics.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+from jaxcifar import parallel
+from jaxcifar.config import TrainConfig
+from jaxcifar.steps import TrainState, initial_state
+
+FOLDER = "checkpoints"
+FORMAT = 2  # 1 was jaxcifar 0.1's flax msgpack files (latest.msgpack, best.msgpack)
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where training stands: `epoch` epochs done, then `batch` batches of the next."""
+
+    epoch: int
+    batch: int
+    step: int  # the global step: epoch * steps_per_epoch + batch
+
+
+def _rank(metrics: dict) -> tuple[float, int]:
+    # The highest accuracy; among equals the earliest step, as `accuracy > best` picks it.
+    return metrics["test_accuracy"], -metrics["step"]
+
+
+def check_format(directory: Path) -> None:
+    """Raises ValueError if `directory` holds checkpoints of jaxcifar 0.1 (flax msgpack)."""
+    old = [p.name for p in (directory / "latest.msgpack", directory / "best.msgpack") if p.exists()]
+    if old:
+        raise ValueError(
+            f"{directory} holds checkpoints written by jaxcifar 0.1 ({', '.join(old)}), which this version "
+            "cannot read: it keeps orbax checkpoints. Finish that run with the version that started it "
+            "(git checkout 17b0515), or start a new run."
+        )
+
+
+def abstract_state(state: TrainState, mesh) -> TrainState:
+    """Shapes, dtypes and replicated shardings on `mesh` of a state (or of its eval_shape)."""
+    sharding = parallel.replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jax.numpy.result_type(x), sharding=sharding), state)
+
+
+class Checkpoints:
+    """The checkpoints of one run folder. Use as a context manager, so pending saves finish.
+
+    Example:
+      with Checkpoints(run) as ckpt:
+          ckpt.save(state, Position(epoch=1, batch=0, step=97), test_accuracy=0.55)
+          state, meta = ckpt.restore(abstract_state(state, mesh))
+    """
+
+    def __init__(self, run: str | Path, *, read_only: bool = False):
+        self.directory = (Path(run) / FOLDER).absolute()
+        check_format(self.directory)
+        if read_only and not self.directory.is_dir():
+            raise FileNotFoundError(f"no checkpoints in {Path(run)}: is it a jaxcifar run folder?")
+        keep = policies.AnyPreservationPolicy(
+            [
+                policies.LatestN(n=1),
+                policies.BestN(get_metric_fn=_rank, n=1),
+            ]
+        )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=keep,
+            best_fn=_rank,  # orbax writes a step's metrics, so a reopened run still knows its best, only with this
+            create=not read_only,  # (orbax's own read_only mode only adds warnings: reading never writes)
+            enable_async_checkpointing=True,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._best: tuple[float, int] | None = None  # (accuracy, step) of the best checkpoint kept
+        if (latest := self.manager.latest_step()) is not None:
+            meta = self.meta(latest)
+            if meta.get("best_saved_step") is not None:
+                self._best = (meta["best_saved_accuracy"], meta["best_saved_step"])
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        """The step of the best checkpoint kept (None before any epoch was evaluated)."""
+        latest = self.latest_step()
+        return None if latest is None else self.meta(latest).get("best_saved_step")
+
+    def save(self, state: TrainState, position: Position, test_accuracy: float | None = None, **meta: Any) -> bool:
+        """Saves `state` at `position` (asynchronously); `meta` adds JSON fields.
+
+        `test_accuracy` (at epoch ends) ranks the checkpoint for keeping the best.
+        Returns False, saving nothing, when this step is saved already (a stop
+        requested right after an epoch's checkpoint).
+        """
+        if position.step in self.manager.all_steps():
+            return False
+        if test_accuracy is not None:
+            new = {"test_accuracy": float(test_accuracy), "step": position.step}
+            if self._best is None or _rank(new) > _rank({"test_accuracy": self._best[0], "step": self._best[1]}):
+                self._best = (float(test_accuracy), position.step)
+        record = {
+            **dataclasses.asdict(position),
+            **meta,
+            "best_saved_accuracy": self._best[0] if self._best else None,
+            "best_saved_step": self._best[1] if self._best else None,
+            "format": FORMAT,
+        }
+        # Orbax wants metrics with every save once it ranks them; -1 ranks an unevaluated
+        # checkpoint (step 0, Ctrl-C mid-epoch) below every evaluated one.
+        rank = -1.0 if test_accuracy is None else float(test_accuracy)
+        metrics = {"test_accuracy": rank, "step": position.step}
+        self.manager.save(
+            position.step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)),
+            metrics=metrics,
+        )
+        return True
+
+    def meta(self, step: int | None = None) -> dict:
+        """The JSON saved with a checkpoint (default: the latest)."""
+        step = self._step(step)
+        return dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+
+    def restore(self, target: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
+        """(state, meta) of a checkpoint (default: the latest), laid out as `target` says.
+
+        Args:
+          target: an abstract state (`abstract_state`) for the current mesh.
+        """
+        step = self._step(step)
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(
+                f"the checkpoint {self.directory / str(step)} does not fit this model ({str(e)[:300]}); was it "
+                "written by a run with another --width or optimizer? Use that run's settings or start a new run."
+            ) from e
+        return restored.state, dict(restored.meta)
+
+    def wait(self) -> None:
+        """Blocks until every save has reached the disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    def _step(self, step: int | None) -> int:
+        if step is None:
+            step = self.latest_step()
+        if step is None or step not in self.manager.all_steps():
+            raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {self.directory}")
+        return step
+
+
+def load_variables(run: str | Path, config: TrainConfig, which: str = "best") -> dict:
+    """{'params', 'batch_stats'} of a run's best or latest checkpoint, on this machine's first device.
+
+    Needs no training: for evaluation and Grad-CAM of any run, wherever it ran.
+    """
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    template = jax.eval_shape(lambda: initial_state(config, lambda step: 0.0))
+    with Checkpoints(run, read_only=True) as ckpt:
+        step = ckpt.latest_step() if which == "latest" else ckpt.best_step()
+        if step is None:
+            hint = " (no epoch was evaluated: the run may have diverged); use --checkpoint latest"
+            raise FileNotFoundError(f"{Path(run)} has no {which} checkpoint" + (hint if which == "best" else ""))
+        state, _ = ckpt.restore(abstract_state(template, parallel.make_mesh(1)), step)
+    return {"params": state.params, "batch_stats": state.batch_stats}

@@ -1,0 +1,80 @@
+"""What a run prints: messages from process 0, progress bars, and progress lines for log files.
+
+On a terminal each epoch (and the LR range test) gets a tqdm bar. When the
+output goes to a file there is no bar (tqdm's `disable=None`), so a CPU epoch of
+many minutes would leave the log silent: `Progress` then prints a short line
+every `every_s` seconds instead. Only process 0 of a multi-process run prints.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import jax
+
+
+def say(*args: Any, **kwargs: Any) -> None:
+    """print(), on process 0 only: a multi-process run logs once."""
+    if jax.process_index() == 0:
+        print(*args, **kwargs)
+
+
+class Progress:
+    """Progress of `total` steps: a tqdm bar on a terminal, a line every `every_s` seconds in a log.
+
+    Nothing is shown when `enabled` is False or on processes other than 0.
+    """
+
+    def __init__(
+        self, enabled: bool, total: int, desc: str, initial: int = 0, every_s: float = 60.0, stream=None
+    ) -> None:
+        self.total, self.desc, self.done, self.every_s = total, desc, initial, every_s
+        self.stream = stream or sys.stderr
+        self.bar = None
+        self.logging = False
+        self._t0 = self._last = time.perf_counter()
+        self._initial = initial
+        self._postfix: dict[str, str] = {}
+        if not enabled or jax.process_index() != 0:
+            return
+        if _is_terminal(self.stream):
+            from tqdm.auto import tqdm  # here: only terminals draw bars
+
+            self.bar = tqdm(
+                total=total, initial=initial, desc=desc, unit="step", leave=False, dynamic_ncols=True, file=self.stream
+            )
+        else:
+            self.logging = True
+
+    def update(self, n: int = 1, **postfix: str) -> None:
+        """`n` more steps done; `postfix` values are shown beside the count."""
+        self.done += n
+        self._postfix.update(postfix)
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(**postfix)
+        elif self.logging and time.perf_counter() - self._last >= self.every_s:
+            self._last = time.perf_counter()
+            elapsed = self._last - self._t0
+            rate = (self.done - self._initial) / elapsed if elapsed > 0 else 0.0
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            extra = "".join(f" {k} {v}" for k, v in self._postfix.items())
+            print(
+                f"  {self.desc}: {self.done}/{self.total} steps, {elapsed:.0f} s, about {left:.0f} s left{extra}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,69 @@
+"""The repository's evidence: a run's results and figures brought in, and the README's numbers.
+
+    python scripts/collect_run.py runs/NAME --name NAME [--suffix=-cpu-quick]
+
+results/NAME.json holds the command, hardware, versions, settings, per-epoch
+metrics, final and best accuracies and times (config.json + summary.json +
+metrics.json of the run, without the per-step log, and the LR range test's
+suggestions when there was one). The run's figures are copied to
+figures/<figure><suffix>.png. Nothing is overwritten unless --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from jaxcifar import records
+
+FIGURES = ("accuracy", "loss_accuracy", "one_cycle", "lr_range", "gradcam_misclassified", "misclassified")
+
+
+def collect(run: Path, name: str, suffix: str = "", force: bool = False, root: Path = Path(".")) -> Path:
+    for required in ("config.json", "summary.json", "metrics.json"):
+        if not (run / required).exists():
+            raise FileNotFoundError(f"{run / required} not found: is {run} a finished jaxcifar run?")
+    out = root / "results" / f"{name}.json"
+    targets = [
+        (run / f"{f}.png", root / "figures" / f"{f}{suffix}.png") for f in FIGURES if (run / f"{f}.png").exists()
+    ]
+    records.refuse_overwrite(out, *(t for _, t in targets), force=force)
+    config, summary = records.read_json(run / "config.json"), records.read_json(run / "summary.json")
+    metrics = records.read_json(run / "metrics.json")
+    result = {
+        "run": str(run),
+        **summary,
+        "config": config["config"],
+        "epochs": metrics["epochs"],
+        "steps_per_epoch": metrics["steps_per_epoch"],
+    }
+    if (run / "lr_range.json").exists():
+        sweep = records.read_json(run / "lr_range.json")
+        result["lr_range"] = {
+            k: sweep[k]
+            for k in ("settings", "iterations", "stopped", "suggestions", "rule", "lr_max", "lr_min", "seconds")
+        }
+    records.write_json(out, result)
+    for src, dst in targets:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--name", required=True, help="results/NAME.json")
+    parser.add_argument("--suffix", default="", help="appended to each figure's name (e.g. -cpu-quick)")
+    parser.add_argument("--force", action="store_true", help="replace existing files")
+    args = parser.parse_args(argv)
+    try:
+        out = collect(args.run, args.name, args.suffix, args.force)
+    except (FileNotFoundError, FileExistsError) as e:
+        parser.error(str(e))
+    print(f"wrote {out} and the figures of {args.run}")
+
+
+if __name__ == "__main__":
+    main()

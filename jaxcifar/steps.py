@@ -1,0 +1,285 @@
+"""The training state and the jitted steps: what one SGD step and one evaluation compute.
+
+`train_step(state, batch)` and `eval_step(state, batch)` are pure functions,
+compiled once ahead of the loop by `compile_steps` with `jax.jit` over a
+data-parallel mesh (jaxcifar.parallel), the state's buffers donated. The training
+driver, the LR range test and the benchmarks all use these steps, so the sweep
+measures exactly the step that trains.
+
+The optimizer is PyTorch's SGD as the original used it: the weight decay is
+added to the gradient (g + wd * w, on every parameter, BatchNorm included), then
+momentum (buf = m * buf + g; Nesterov: g + m * buf), then the learning rate of
+the schedule. optax.add_decayed_weights followed by optax.sgd is that update,
+step for step (tests/test_steps.py checks it against the formula).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from jaxcifar import augment_device, parallel
+from jaxcifar.augment import AugmentConfig
+from jaxcifar.config import TrainConfig
+from jaxcifar.data import default_cache_dir
+from jaxcifar.model import ResNet9, init_variables
+from jaxcifar.schedule import Schedule
+
+Batch = tuple[jax.Array, ...]  # (images, labels), or (uint8 images, labels, draws) with --augment device
+Metrics = dict[str, jax.Array]
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState plus the BatchNorm running statistics."""
+
+    batch_stats: Any
+
+
+# --- model, optimizer, state -----------------------------------------------------
+
+
+def compute_dtype(name: str | None) -> Any:
+    """The compute type: None is bfloat16 on GPU/TPU, float32 on CPU (bfloat16 gains nothing there)."""
+    if name is None:
+        return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def make_model(config: TrainConfig) -> ResNet9:
+    """The run's ResNet-9: width, compute type, logit scale, kernel gradient."""
+    kernel_grad = config.kernel_grad
+    if kernel_grad is None:  # the nine-matmul kernel gradient pays off on CPUs only
+        kernel_grad = "taps" if jax.default_backend() == "cpu" else "xla"
+    return ResNet9(
+        width=config.width, dtype=compute_dtype(config.dtype), logit_scale=config.logit_scale, kernel_grad=kernel_grad
+    )
+
+
+def make_optimizer(
+    learning_rate: float | Schedule, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-3
+) -> optax.GradientTransformation:
+    """PyTorch-style SGD: weight decay added to the gradient, then momentum, then the LR."""
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov),
+    )
+
+
+def create_train_state(model: ResNet9, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+    """A fresh state: parameters from `rng`, zero momentum, step 0."""
+    variables = init_variables(model, rng)
+    return TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=tx, batch_stats=variables["batch_stats"]
+    )
+
+
+def initial_state(config: TrainConfig, schedule: Schedule) -> TrainState:
+    """The state a run with `config` starts from (seed -> key -> fold_in 0 -> parameters)."""
+    tx = make_optimizer(schedule, config.momentum, config.nesterov, config.weight_decay)
+    return create_train_state(make_model(config), tx, jax.random.fold_in(jax.random.key(config.seed), 0))
+
+
+# --- the steps -------------------------------------------------------------------
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """float32[N] softmax cross-entropy of logits float32[N, K] and int labels[N]."""
+    if label_smoothing == 0.0:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    schedule: Schedule,
+    label_smoothing: float = 0.0,
+    augment: AugmentConfig | None = None,
+) -> tuple[TrainState, Metrics]:
+    """One SGD step on a batch (images float32[B, 32, 32, 3], labels int32[B]).
+
+    With `augment` (--augment device) the batch is (images uint8[B, 32, 32, 3],
+    labels, draws int32[B, 5]) and the step augments it first.
+    Returns the new state and scalar metrics: mean loss, accuracy, and the LR
+    this step used.
+    """
+    if augment is not None:
+        images, labels, draws = batch
+        images = augment_device.apply(images, draws, augment)
+    else:
+        images, labels = batch
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, images, train=True, mutable=["batch_stats"]
+        )
+        loss = cross_entropy(logits, labels, label_smoothing).mean()
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = {
+        "loss": loss,
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+        "lr": jnp.asarray(schedule(state.step), jnp.float32),
+    }
+    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+
+
+def eval_step(state: TrainState, batch: tuple[jax.Array, jax.Array, jax.Array], tta: bool = False) -> Metrics:
+    """Sums over a padded batch (images, labels, weights float32[B] of 1 = real, 0 = padding).
+
+    Returns loss_sum, correct and count, so batches can be added up exactly.
+    With `tta`, also tta_loss_sum and tta_correct of horizontal-flip test-time
+    augmentation: the mean of the logits of each image and of its mirror image
+    (as cifar10-fast's bag of tricks and airbench evaluate).
+    """
+    images, labels, weights = batch
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+    def sums(logits):
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return jnp.sum(loss * weights), jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+
+    logits = state.apply_fn(variables, images, train=False)
+    metrics = dict(zip(("loss_sum", "correct"), sums(logits)), count=jnp.sum(weights))
+    if tta:
+        mirrored = state.apply_fn(variables, images[:, :, ::-1], train=False)
+        metrics.update(zip(("tta_loss_sum", "tta_correct"), sums((logits + mirrored) / 2)))
+    return metrics
+
+
+@dataclasses.dataclass
+class Steps:
+    """The compiled steps of a run, for its mesh and batch size."""
+
+    train: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+    eval: Callable[[TrainState, tuple], Metrics] | None
+    mesh: Any
+    batch_size: int
+    compile_seconds: float
+
+
+def compile_steps(
+    state: TrainState,
+    mesh,
+    batch_size: int,
+    schedule: Schedule,
+    label_smoothing: float = 0.0,
+    with_eval: bool = True,
+    tta: bool = False,
+    augment: AugmentConfig | None = None,
+) -> Steps:
+    """jit + ahead-of-time compile both steps (compile time is measured apart).
+
+    `augment`: the training step augments uint8 batches on the device (see train_step).
+    """
+    parallel.check_batch_size(batch_size, mesh)
+    state_sharding = jax.tree.map(lambda _: parallel.replicated(mesh), state)
+    data = parallel.batch_sharding(mesh)
+    scalar = parallel.replicated(mesh)
+    images = jax.ShapeDtypeStruct((batch_size, 32, 32, 3), jnp.float32, sharding=data)
+    labels = jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=data)
+    weights = jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=data)
+    start = time.perf_counter()
+    train = jax.jit(
+        functools.partial(train_step, schedule=schedule, label_smoothing=label_smoothing, augment=augment),
+        in_shardings=(state_sharding, data),
+        out_shardings=(state_sharding, scalar),
+        donate_argnums=0,
+    )
+    if augment is None:
+        train = train.lower(state, (images, labels)).compile()
+    else:
+        raw = jax.ShapeDtypeStruct((batch_size, 32, 32, 3), jnp.uint8, sharding=data)
+        draws = jax.ShapeDtypeStruct((batch_size, 5), jnp.int32, sharding=data)
+        train = train.lower(state, (raw, labels, draws)).compile()
+    evaluate_ = None
+    if with_eval:
+        evaluate_ = jax.jit(
+            functools.partial(eval_step, tta=tta), in_shardings=(state_sharding, data), out_shardings=scalar
+        )
+        evaluate_ = evaluate_.lower(state, (images, labels, weights)).compile()
+    return Steps(train, evaluate_, mesh, batch_size, time.perf_counter() - start)
+
+
+def compile_run_steps(
+    config: TrainConfig, state: TrainState, mesh, schedule: Schedule, with_eval: bool = True
+) -> Steps:
+    """`compile_steps` with a run's settings (label smoothing, TTA, where augmentation runs)."""
+    augment = config.augmentation if config.augment == "device" else None
+    return compile_steps(
+        state,
+        mesh,
+        config.batch_size,
+        schedule,
+        config.label_smoothing,
+        with_eval=with_eval,
+        tta=config.tta,
+        augment=augment,
+    )
+
+
+# --- evaluation ------------------------------------------------------------------
+
+
+def pad_batch(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pads a final partial batch to `size` with zero images of weight 0."""
+    n = len(labels)
+    weights = np.ones(size, np.float32)
+    if n == size:
+        return images, labels, weights
+    weights[n:] = 0.0
+    images = np.concatenate([images, np.zeros((size - n, *images.shape[1:]), images.dtype)])
+    labels = np.concatenate([labels, np.zeros(size - n, labels.dtype)])
+    return images, labels, weights
+
+
+def device_eval_batches(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int, mesh
+) -> list[tuple[jax.Array, ...]]:
+    """Normalised eval batches (the test loader's epoch), padded to whole batches, put on the devices once.
+
+    Evaluating after every epoch then moves no data (10,000 test images are
+    123 MB as float32, copied once instead of 24 times).
+    """
+    rows = parallel.process_slice(batch_size)
+    return [
+        parallel.put_batch(tuple(x[rows] for x in pad_batch(images, labels, batch_size)), mesh)
+        for images, labels in batches
+    ]
+
+
+def evaluate(steps: Steps, state: TrainState, batches: Sequence[tuple[jax.Array, ...]]) -> dict[str, float]:
+    """Mean loss and accuracy over batches from `device_eval_batches`.
+
+    Returns {"loss", "accuracy"}, plus {"tta_loss", "tta_accuracy"} when the
+    eval step was compiled with flip test-time augmentation. The sums are added
+    on the device and fetched in one transfer.
+    """
+    sums = [steps.eval(state, batch) for batch in batches]
+    total = parallel.to_host(jax.tree.map(lambda *x: sum(x), *sums))
+    means = {"loss": total["loss_sum"], "accuracy": total["correct"]}
+    if "tta_correct" in total:
+        means.update(tta_loss=total["tta_loss_sum"], tta_accuracy=total["tta_correct"])
+    return {k: float(v / total["count"]) for k, v in means.items()}
+
+
+def enable_compilation_cache(config: TrainConfig) -> None:
+    """Keeps compiled programs in <cache folder>/xla, so a second run skips compilation.
+
+    Leaves an already chosen cache folder alone.
+    """
+    if not jax.config.jax_compilation_cache_dir:
+        base = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+        jax.config.update("jax_compilation_cache_dir", str(base / "xla"))

@@ -1,0 +1,144 @@
+"""Tests for jaxcifar.steps: the optimizer, the train and eval steps, evaluation over padded batches."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcifar import data as data_lib
+from jaxcifar import parallel, steps
+from jaxcifar.augment import normalize
+from jaxcifar.config import TrainConfig
+from jaxcifar.loader import BatchLoader
+from jaxcifar.model import ResNet9
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return data_lib.synthetic(n_train=640, n_test=200, seed=0)
+
+
+def leaves_equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_optimizer_is_pytorch_sgd_with_weight_decay(nesterov):
+    # PyTorch SGD (dampening 0): d = g + wd * w; buf = m * buf + d (buf = d at
+    # the first step); step = d + m * buf if nesterov else buf; w -= lr * step.
+    lrs = [0.1, 0.2, 0.05]
+    wd, m = 5e-3, 0.9
+    tx = steps.make_optimizer(lambda step: jnp.asarray(lrs)[step], m, nesterov, wd)
+    w = jnp.array([1.0, -2.0, 0.5])
+    grads = [jnp.array([0.3, 0.1, -0.2]), jnp.array([-0.1, 0.4, 0.0]), jnp.array([0.2, 0.2, 0.2])]
+    state = tx.init(w)
+    w_ref, buf = np.array(w, np.float64), None
+    for lr, g in zip(lrs, grads):
+        updates, state = tx.update(g, state, w)
+        w = optax.apply_updates(w, updates)
+        d = np.asarray(g, np.float64) + wd * w_ref
+        buf = d if buf is None else m * buf + d
+        w_ref = w_ref - lr * (d + m * buf if nesterov else buf)
+    np.testing.assert_allclose(np.asarray(w), w_ref, rtol=1e-6)
+
+
+def test_train_step_learns_and_reports_the_lr(tiny_data):
+    model = ResNet9(width=4)
+    schedule = optax.linear_schedule(0.05, 0.01, 30)
+    state = steps.create_train_state(model, steps.make_optimizer(schedule), jax.random.key(0))
+    step = jax.jit(lambda s, b: steps.train_step(s, b, schedule))
+    batch = (normalize(tiny_data.train_images[:64]), tiny_data.train_labels[:64])
+    stats0 = state.batch_stats
+    losses = []
+    for i in range(30):
+        state, metrics = step(state, batch)
+        np.testing.assert_allclose(float(metrics["lr"]), float(schedule(i)), rtol=1e-6)
+        losses.append(float(metrics["loss"]))
+    assert int(state.step) == 30
+    assert losses[-1] < 0.2 * losses[0]
+    assert float(metrics["accuracy"]) > 0.9
+    assert not leaves_equal(stats0, state.batch_stats)
+
+
+def test_eval_step_ignores_padding(tiny_data):
+    model = ResNet9(width=4)
+    state = steps.create_train_state(model, steps.make_optimizer(0.1), jax.random.key(1))
+    images, labels = normalize(tiny_data.test_images[:50]), tiny_data.test_labels[:50]
+    padded = steps.pad_batch(images, labels, 64)
+    assert padded[0].shape == (64, 32, 32, 3) and padded[2].sum() == 50
+    ev = jax.jit(steps.eval_step)
+    full = ev(state, padded)
+    logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(float(full["loss_sum"]), float(loss.sum()), rtol=1e-5)
+    assert float(full["correct"]) == float((jnp.argmax(logits, -1) == labels).sum())
+    assert float(full["count"]) == 50
+
+
+def test_flip_tta_averages_the_logits_of_image_and_mirror(tiny_data):
+    model = ResNet9(width=4)
+    state = steps.create_train_state(model, steps.make_optimizer(0.1), jax.random.key(2))
+    images, labels = normalize(tiny_data.test_images[:50]), tiny_data.test_labels[:50]
+    out = jax.jit(functools.partial(steps.eval_step, tta=True))(state, steps.pad_batch(images, labels, 64))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    mean = (model.apply(variables, images) + model.apply(variables, np.flip(images, axis=2))) / 2  # NHWC: W = 2
+    loss = optax.softmax_cross_entropy_with_integer_labels(mean, labels)
+    np.testing.assert_allclose(float(out["tta_loss_sum"]), float(loss.sum()), rtol=1e-5)
+    assert float(out["tta_correct"]) == float((jnp.argmax(mean, -1) == labels).sum())
+    # Left-right symmetric images are their own mirror: TTA changes nothing (a
+    # vertical flip would).
+    symmetric = (images + np.flip(images, axis=2)) / 2
+    assert not np.allclose(symmetric, np.flip(symmetric, axis=1))
+    out = jax.jit(functools.partial(steps.eval_step, tta=True))(state, steps.pad_batch(symmetric, labels, 64))
+    np.testing.assert_allclose(float(out["tta_loss_sum"]), float(out["loss_sum"]), rtol=1e-5)
+    assert "tta_correct" not in jax.jit(steps.eval_step)(state, steps.pad_batch(images, labels, 64))
+
+
+def test_label_smoothing_matches_its_definition():
+    logits = jnp.array([[2.0, 0.0, -1.0]])
+    eps = 0.3
+    target = np.array([1 - eps + eps / 3, eps / 3, eps / 3])
+    logp = np.asarray(jax.nn.log_softmax(logits))[0]
+    np.testing.assert_allclose(
+        float(steps.cross_entropy(logits, jnp.array([0]), eps)[0]), -(target * logp).sum(), rtol=1e-6
+    )
+
+
+def test_evaluate_over_padded_device_batches_equals_one_big_batch(tiny_data):
+    # 200 test images in batches of 64: 3 full batches and one of 8 padded to 64.
+    model = ResNet9(width=4)
+    state = steps.create_train_state(model, steps.make_optimizer(lambda s: 0.1), jax.random.key(3))
+    mesh = parallel.make_mesh(1)
+    state = parallel.put_replicated(state, mesh)
+    compiled = steps.compile_steps(state, mesh, 64, lambda s: 0.1, tta=True)
+    loader = BatchLoader(tiny_data.test_images, tiny_data.test_labels, 64, train=False)
+    batches = steps.device_eval_batches(loader.epoch(0), 64, mesh)
+    assert len(batches) == 4 and float(batches[-1][2].sum()) == 200 - 3 * 64
+    result = steps.evaluate(compiled, state, batches)
+    images, labels = normalize(tiny_data.test_images), tiny_data.test_labels
+    logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(result["loss"], float(loss.mean()), rtol=1e-5)
+    assert result["accuracy"] * 200 == pytest.approx(int(np.sum(np.argmax(logits, -1) == labels)))
+    assert set(result) == {"loss", "accuracy", "tta_loss", "tta_accuracy"}
+
+
+def test_initial_state_follows_the_seed_and_the_optimizer_settings():
+    config = TrainConfig(width=4, seed=7, momentum=0.0)
+    a = steps.initial_state(config, lambda s: 0.1)
+    b = steps.initial_state(config, lambda s: 0.1)
+    c = steps.initial_state(TrainConfig(width=4, seed=8), lambda s: 0.1)
+    assert leaves_equal(a.params, b.params) and not leaves_equal(a.params, c.params)
+    # momentum 0: no momentum buffer in the optimizer state; 0.9: one per parameter
+    assert len(jax.tree.leaves(c.opt_state)) - len(jax.tree.leaves(a.opt_state)) == len(jax.tree.leaves(a.params))
+
+
+def test_compute_dtype_and_kernel_gradient_follow_the_backend():
+    assert steps.compute_dtype(None) == jnp.float32  # these tests run on a CPU
+    assert steps.compute_dtype("bfloat16") == jnp.bfloat16
+    model = steps.make_model(TrainConfig(width=4, logit_scale=0.125))
+    assert (model.kernel_grad, model.dtype, model.logit_scale) == ("taps", jnp.float32, 0.125)
+    assert steps.make_model(TrainConfig(width=4, kernel_grad="xla")).kernel_grad == "xla"

@@ -1,0 +1,93 @@
+"""The package's shape: one concept per module, dependencies one way, no import dodges inside functions."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "jaxcifar"
+# Imports inside functions that are allowed: heavy or optional dependencies a code path alone needs.
+LATE_IMPORTS = {
+    ("augment", "albumentations"),  # the albumentations path only (and its online check is switched off first)
+    ("augment", "cv2"),
+    ("console", "tqdm.auto"),  # terminals only
+    ("records", "jax"),  # data and augment use records and import no JAX
+    ("data", "tensorflow_datasets"),  # --data tfds only
+    ("data", "PIL"),  # image-folder sources only
+    ("bench.benchmark", "jaxcifar.bench.torch_reference"),  # where torch is installed
+}
+
+
+def modules() -> dict[str, ast.Module]:
+    return {
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts): ast.parse(p.read_text())
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+
+
+def imported(tree: ast.AST) -> list[tuple[str, bool]]:
+    """(module, inside a function) for every import of the tree."""
+    found = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import):
+                found.extend((a.name, in_function) for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.extend((f"{child.module}.{a.name}", in_function) for a in child.names)
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+def local_graph() -> dict[str, set[str]]:
+    trees = modules()
+    graph = {}
+    for name, tree in trees.items():
+        deps = set()
+        for module, _ in imported(tree):
+            if module.startswith("jaxcifar."):
+                target = module[len("jaxcifar.") :]
+                while target and target not in trees:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = local_graph()
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(node, path):
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            assert state.get(dep) != 1, "import circle: " + " -> ".join([*path, node, dep])
+            if dep not in state:
+                visit(dep, [*path, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_imports_inside_functions_are_only_heavy_optional_ones():
+    def allowed(name, module):
+        return any(name == n and (module == m or module.startswith(m + ".")) for n, m in LATE_IMPORTS)
+
+    late = {(name, module) for name, tree in modules().items() for module, inside in imported(tree) if inside}
+    assert {pair for pair in late if not allowed(*pair)} == set()
+
+
+def test_the_layers_point_one_way():
+    graph = local_graph()
+    # The driver is imported by nothing in the package but the multi-run tools.
+    assert {m for m, deps in graph.items() if "train" in deps} == {"seeds"}
+    assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
+    assert graph["model"] == set() and graph["schedule"] <= {"plots", "records"}
+    assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["gradcam"]
+    for numpy_only in ("data", "augment", "loader"):
+        assert not {"steps", "train", "checkpoint", "model"} & graph[numpy_only], numpy_only
