@@ -44,6 +44,7 @@ import numpy as np
 
 from jaxcifar import data as data_lib
 from jaxcifar import plots, records
+from jaxcifar.errors import entry_point
 
 # Per-channel mean and std of the official CIFAR-10 training images (0..1 scale).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -242,6 +243,7 @@ def _check_images(images: np.ndarray) -> None:
         raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype}{list(images.shape)}")
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m jaxcifar.augment --out figures/augmented_samples.png`: the sample grid."""
     parser = argparse.ArgumentParser(
@@ -249,16 +251,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="Draw training images beside augmented copies of them.",
     )
     parser.add_argument(
-        "--data", default=None, help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA or download)"
+        "--data", default=None, help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA, else download)"
     )
-    parser.add_argument("--data-dir", default=None, help="tfds data_dir, or where --data download keeps the archive")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="tfds data_dir, or where --data download keeps the archive (default: the cache folder)",
+    )
     parser.add_argument("--augment", choices=HOST_AUGMENTERS, default="numpy", help="implementation (default: numpy)")
     parser.add_argument("--flip-prob", type=float, default=0.5, help="horizontal flip probability (default: 0.5)")
-    parser.add_argument("--images", type=int, default=10, help="rows: one training image each, one per class first")
-    parser.add_argument("--copies", type=int, default=5, help="augmented copies per image")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="figures/augmented_samples.png", help="output PNG")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--images", type=int, default=10, help="rows: one training image each, one per class first (default: 10)"
+    )
+    parser.add_argument("--copies", type=int, default=5, help="augmented copies per image (default: 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the choice and the augmentation (default: 0)")
+    parser.add_argument(
+        "--out", default="figures/augmented_samples.png", help="output PNG (default: figures/augmented_samples.png)"
+    )
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists (default: off)")
     args = parser.parse_args(argv)
     if not 1 <= args.images <= 50 or not 1 <= args.copies <= 12:
         parser.error("--images must be in 1..50 and --copies in 1..12")

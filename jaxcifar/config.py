@@ -391,14 +391,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         action="store_true",
         help="a first try in minutes on a CPU: "
         + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
-        + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g}; flags given beside it win",
+        + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g}; flags given beside it win (default: off)",
     )
     add(
         g,
         "recipe",
         choices=tuple(RECIPES),
         help="preset: original (EVA4 S11, the defaults) or cifar10-fast (Page: Nesterov, weight decay 5e-4, "
-        "logits x 0.125, LR 0 -> 0.4 -> 0); flags given beside it win",
+        "logits x 0.125, LR 0 -> 0.4 -> 0); flags given beside it win (default: original)",
     )
     boolean(g, "progress", "a progress bar per epoch")
     if lr_range_only:
@@ -413,13 +413,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         type=float,
         help="epochs until the LR peak (default: 5/24 of --epochs: epoch 5 of 24, and so on)",
     )
-    add(g, "lr_range_json", help="reuse the LR range test in this lr_range.json instead of running one")
+    add(g, "lr_range_json", help="reuse the LR range test in this lr_range.json instead of running one (default: none)")
     add(
         g,
         "resume",
         action="store_true",
         help="continue the run in --out from its latest checkpoint; only these may differ from the run's "
-        f"settings: {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)}",
+        f"settings: {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} (default: off)",
     )
     add(
         g,
@@ -431,7 +431,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     boolean(g, "gradcam", "draw the Grad-CAM figures at the end of the run")
     g = parser.add_argument_group("devices and processes")
     add(g, "devices", type=int, help="use the first N devices (default: all; the batch is split over them)")
-    add(g, "distributed", action="store_true", help="multi-process run (jax.distributed)")
+    add(g, "distributed", action="store_true", help="multi-process run with jax.distributed (default: off)")
     add(g, "coordinator", help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS or the cluster's)")
     add(g, "num_processes", type=int, help="processes in the run (default: from the environment)")
     add(g, "process_id", type=int, help="this process's index (default: from the environment)")

@@ -1,9 +1,9 @@
 """What a run prints: messages from process 0, progress bars, and progress lines for log files.
 
 On a terminal each epoch (and the LR range test) gets a tqdm bar. When the
-output goes to a file there is no bar (tqdm's `disable=None`), so a CPU epoch of
-many minutes would leave the log silent: `Progress` then prints a short line
-every `every_s` seconds instead. Only process 0 of a multi-process run prints.
+output goes to a file there is no bar, so a CPU epoch of many minutes would
+leave the log silent: `Progress` then prints a short line every `every_s`
+seconds instead. Only process 0 of a multi-process run prints.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
+import socket
 import tarfile
 import urllib.error
 import urllib.request
@@ -449,28 +451,68 @@ def _read_path(path: Path, md5: str | None) -> CIFAR10:
 # --- tfds ----------------------------------------------------------------------
 
 
+TFDS_HOST = ("www.cs.toronto.edu", 443)  # where tfds downloads cifar10 from
+
+
 def _load_tfds(data_dir: str | os.PathLike | None) -> CIFAR10:
-    """tensorflow-datasets' cifar10 through `tfds.data_source` (no TensorFlow needed)."""
+    """tensorflow-datasets' cifar10 through `tfds.data_source` (no TensorFlow needed).
+
+    When cifar10 is not prepared yet and its download host cannot be reached, this
+    fails in seconds (tfds itself retries for minutes) and leaves no folders behind.
+    """
     try:
-        import tensorflow_datasets as tfds  # lazy: slow to import, only this source needs it
-    except ImportError as e:
-        raise RuntimeError(f"--data tfds needs tensorflow-datasets: pip install tensorflow-datasets ({e})") from e
+        import tensorflow_datasets as tfds  # here: slow to import, only this source needs it
+    except ModuleNotFoundError as e:
+        raise RuntimeError(f"--data tfds needs the Python module {e.name!r}: pip install tensorflow-datasets") from e
+    root = Path(data_dir).expanduser() if data_dir else Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+    root = root.expanduser()
+    existed = {p for p in (root, root / "cifar10", root / "downloads") if p.exists()}
+    builder = tfds.builder("cifar10", data_dir=data_dir)
+    if not builder.is_prepared() and (error := _unreachable(*TFDS_HOST)):
+        raise RuntimeError(
+            f"--data tfds: cifar10 is not prepared in {root}, and tfds cannot download it: "
+            f"{TFDS_HOST[0]} is unreachable ({error}). {OFFLINE_HINT}"
+        )
     arrays = []
-    for split in ("train", "test"):
-        try:
+    try:
+        for split in ("train", "test"):
             source = tfds.data_source("cifar10", split=split, data_dir=data_dir)
             examples = [source[i] for i in range(len(source))]
-        except Exception as e:  # tfds raises many kinds: network, format, missing extras
-            raise RuntimeError(
-                f"tensorflow-datasets could not provide cifar10 ({type(e).__name__}: {e}). Without a "
-                "network tfds can only read a copy prepared earlier in array_record format "
-                f"(give its folder with --data-dir). {OFFLINE_HINT}"
-            ) from e
-        images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples])
-        labels = np.array([int(ex["label"]) for ex in examples], np.int32)
-        arrays += [images, labels]
+            arrays += [
+                np.stack([np.asarray(ex["image"], np.uint8) for ex in examples]),
+                np.array([int(ex["label"]) for ex in examples], np.int32),
+            ]
+    except ModuleNotFoundError as e:
+        _remove_new(root, existed)
+        raise RuntimeError(
+            f"--data tfds: tensorflow-datasets needs the Python module {e.name!r}, which is not installed: "
+            f"pip install {e.name}"
+        ) from e
+    except Exception as e:  # tfds raises many kinds: network, format, missing extras
+        _remove_new(root, existed)
+        raise RuntimeError(
+            f"tensorflow-datasets could not provide cifar10 ({type(e).__name__}: {e}). Without a "
+            "network tfds can only read a copy prepared earlier in array_record format "
+            f"(give its folder with --data-dir). {OFFLINE_HINT}"
+        ) from e
     where = f" in {data_dir}" if data_dir else ""
     return CIFAR10(*arrays, CLASS_NAMES, f"tfds cifar10{where}")
+
+
+def _unreachable(host: str, port: int, timeout: float = 5.0) -> str | None:
+    """None if a TCP connection to host:port opens within `timeout` seconds, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def _remove_new(root: Path, existed: set[Path]) -> None:
+    """Removes the folders a failed tfds call created under `root` (those not in `existed`)."""
+    for path in (root / "cifar10", root / "downloads", root):
+        if path.exists() and path not in existed:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # --- the cache -----------------------------------------------------------------

@@ -16,8 +16,17 @@ import shutil
 from pathlib import Path
 
 from jaxcifar import records
+from jaxcifar.errors import entry_point
 
-FIGURES = ("accuracy", "loss_accuracy", "one_cycle", "lr_range", "gradcam_misclassified", "misclassified")
+FIGURES = (
+    "accuracy",
+    "loss_accuracy",
+    "one_cycle",
+    "lr_range",
+    "gradcam_misclassified",
+    "gradcam_grid",
+    "misclassified",
+)
 
 
 def collect(run: Path, name: str, suffix: str = "", force: bool = False, root: Path = Path(".")) -> Path:
@@ -51,12 +60,16 @@ def collect(run: Path, name: str, suffix: str = "", force: bool = False, root: P
     return out
 
 
+@entry_point
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--name", required=True, help="results/NAME.json")
-    parser.add_argument("--suffix", default="", help="appended to each figure's name (e.g. -cpu-quick)")
-    parser.add_argument("--force", action="store_true", help="replace existing files")
+    parser = argparse.ArgumentParser(
+        prog="python scripts/collect_run.py",
+        description="Copy a finished run's results and figures into results/ and figures/ of the repository.",
+    )
+    parser.add_argument("run", type=Path, help="the run folder")
+    parser.add_argument("--name", required=True, help="write results/NAME.json (required)")
+    parser.add_argument("--suffix", default="", help="appended to each figure's name, e.g. -cpu-quick (default: none)")
+    parser.add_argument("--force", action="store_true", help="replace existing files (default: off)")
     args = parser.parse_args(argv)
     try:
         out = collect(args.run, args.name, args.suffix, args.force)

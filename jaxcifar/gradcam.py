@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from jaxcifar import plots, records
 from jaxcifar.augment import AugmentConfig, denormalize, normalize
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10
+from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
 from jaxcifar.model import GRADCAM_LAYERS, LAYER_TITLES, ResNet9
 
@@ -165,8 +165,9 @@ def run_on(
     seed: int | None = None,
     target: str = "predicted",
     data: str | None = None,
+    layer: str = "layer1_out",
 ) -> dict:
-    """Grad-CAM figures for a run folder: gradcam_misclassified.png and misclassified.png.
+    """Grad-CAM figures for a run folder: gradcam_misclassified.png, misclassified.png, gradcam_grid.png.
 
     Args:
       run: a folder written by `python -m jaxcifar.train`.
@@ -176,6 +177,7 @@ def run_on(
       count: how many misclassified test images (the first ones, or random with `seed`).
       target: "predicted" or "true": the class each map explains.
       data: a data source to use instead of the run's (same test subset).
+      layer: the layer of gradcam_grid.png, the compact figure (one of GRADCAM_LAYERS).
 
     Returns:
       {"indices", "predicted", "labels", "paths"} of what was drawn.
@@ -203,7 +205,7 @@ def run_on(
     names = ds.class_names
     titles = [f"{names[p]} / {names[a]}" for p, a in zip(predicted[idx], ds.test_labels[idx])]
     shown = denormalize(normalised, augment)
-    paths = [out / "gradcam_misclassified.png", out / "misclassified.png"]
+    paths = [out / "gradcam_misclassified.png", out / "misclassified.png", out / "gradcam_grid.png"]
     tag = plots.run_tag(
         config.width, len(ds.train_labels), config.batch_size, saved.get("device_kind", "?"), config.epochs
     )
@@ -216,7 +218,15 @@ def run_on(
         title=f"Grad-CAM of the {target} class (predicted / actual), {checkpoint} checkpoint\n{tag}",
     )
     plots.image_grid(shown, titles, paths[1], title=f"Misclassified test images (predicted / actual)\n{tag}")
-    print(f"Grad-CAM: wrote {paths[0]} and {paths[1]} ({len(idx)} misclassified images)")
+    plots.gradcam_layer_grid(
+        shown,
+        result.maps[layer],
+        titles,
+        LAYER_TITLES[layer],
+        paths[2],
+        title=f"Grad-CAM of the {target} class after {LAYER_TITLES[layer]} (predicted / actual)\n{tag}",
+    )
+    print(f"Grad-CAM: wrote {', '.join(str(p) for p in paths)} ({len(idx)} misclassified images)")
     return {
         "indices": idx.tolist(),
         "predicted": predicted[idx].tolist(),
@@ -225,14 +235,24 @@ def run_on(
     }
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.gradcam --run runs/NAME`: Grad-CAM of misclassified test images."""
-    parser = argparse.ArgumentParser(prog="python -m jaxcifar.gradcam", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="a run folder written by python -m jaxcifar.train")
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxcifar.gradcam",
+        description="Draw Grad-CAM heat maps of misclassified test images for a finished training run.",
+    )
+    parser.add_argument("--run", required=True, help="a run folder written by python -m jaxcifar.train (required)")
     parser.add_argument("--out", help="folder for the figures (default: the run folder)")
-    parser.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="(default: best)")
+    parser.add_argument(
+        "--checkpoint", choices=("best", "latest"), default="best", help="which checkpoint of the run (default: best)"
+    )
     parser.add_argument("--count", type=int, default=25, help="misclassified images to show (default: 25)")
-    parser.add_argument("--random", action="store_true", help="a random choice of misclassified images (with --seed)")
+    parser.add_argument(
+        "--random",
+        action="store_true",
+        help="a seeded random choice of misclassified images instead of the first ones (default: off)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of --random (default: 0)")
     parser.add_argument(
         "--target",
@@ -240,30 +260,35 @@ def main(argv: Sequence[str] | None = None) -> dict:
         default="predicted",
         help="the class each map explains (default: predicted)",
     )
-    parser.add_argument("--data", help="override the run's data source (tfds | download | PATH)")
-    parser.add_argument("--force", action="store_true", help="replace the two figures where they exist")
+    parser.add_argument("--data", help="the data source: tfds | download | PATH (default: the run's)")
+    parser.add_argument(
+        "--layer",
+        choices=GRADCAM_LAYERS,
+        default="layer1_out",
+        help="the layer of the compact 5x5 figure gradcam_grid.png (default: layer1_out)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace the figures where they exist (default: off)")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 100:
         parser.error(f"--count must be in 1..100, got {args.count}")
 
     out = Path(args.out or args.run)
     try:
-        records.refuse_overwrite(out / "gradcam_misclassified.png", out / "misclassified.png", force=args.force)
+        records.refuse_overwrite(
+            *(out / f for f in ("gradcam_misclassified.png", "misclassified.png", "gradcam_grid.png")), force=args.force
+        )
     except FileExistsError as e:
         parser.error(str(e))
-    try:
-        return run_on(
-            args.run,
-            out=args.out,
-            checkpoint=args.checkpoint,
-            count=args.count,
-            seed=args.seed if args.random else None,
-            target=args.target,
-            data=args.data,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from e
+    return run_on(
+        args.run,
+        out=args.out,
+        checkpoint=args.checkpoint,
+        count=args.count,
+        seed=args.seed if args.random else None,
+        target=args.target,
+        data=args.data,
+        layer=args.layer,
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +44,10 @@ from jaxcifar import steps as steps_lib
 from jaxcifar.config import LR_RULES, TrainConfig
 from jaxcifar.console import Progress, say
 from jaxcifar.data import CIFAR10
+from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data, make_train_loader
 
+DESCRIPTION = "Sweep the learning rate up on a fresh model, record loss and accuracy, and suggest LR_MAX and LR_MIN."
 SKIP_START, SKIP_END = 10, 5
 # Host reads of the loss, for the divergence check, lag the device by a few
 # steps and happen every CHECK_EVERY steps, so the device never waits.
@@ -274,20 +275,17 @@ def load(path: str | Path) -> dict:
     return result
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.lr_range`: run the sweep and write lr_range.json/png into --out."""
-    config = config_lib.parse(argv, "python -m jaxcifar.lr_range", __doc__.split("\n")[0], lr_range_only=True)
+    config = config_lib.parse(argv, "python -m jaxcifar.lr_range", DESCRIPTION, lr_range_only=True)
     out = Path(config.out) if config.out else Path("runs") / time.strftime("lr-range-%Y%m%d-%H%M%S")
-    if (out / "lr_range.json").exists():
-        print(f"error: {out / 'lr_range.json'} exists; nothing is overwritten. Choose another --out.", file=sys.stderr)
-        raise SystemExit(2)
+    if taken := [str(p) for p in (out / "lr_range.json", out / "lr_range.png") if p.exists()]:
+        raise FileExistsError(f"{', '.join(taken)} exists; nothing is overwritten. Choose another --out.")
+    records.check_writable(out)
     config = dataclasses.replace(config, out=str(out))
     steps_lib.enable_compilation_cache(config)
-    try:
-        return run(config, load_data(config), out)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(e, ValueError) else 1) from e
+    return run(config, load_data(config), out)
 
 
 if __name__ == "__main__":

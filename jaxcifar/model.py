@@ -364,8 +364,12 @@ def summary(model: ResNet9) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m jaxcifar.model [--width W]`: print the layer summary."""
-    parser = argparse.ArgumentParser(prog="python -m jaxcifar.model", description=__doc__.split("\n")[0])
-    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="base width (64 = the original network)")
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxcifar.model", description="Print ResNet-9's layers and parameter count."
+    )
+    parser.add_argument(
+        "--width", type=int, default=DEFAULT_WIDTH, help="base width (default: 64, the original network)"
+    )
     args = parser.parse_args(argv)
     if args.width < 1:
         parser.error(f"--width must be a positive integer, got {args.width}")

@@ -276,3 +276,39 @@ def gradcam_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     return save(fig, path)
+
+
+def gradcam_layer_grid(
+    images: np.ndarray,
+    maps: np.ndarray,
+    titles: Sequence[str],
+    layer_title: str,
+    path: str | os.PathLike,
+    title: str = "",
+    columns: int = 5,
+    alpha: float = 0.5,
+) -> Figure:
+    """One layer's Grad-CAM over each image, in a grid that fits a screen, with a colour bar.
+
+    Args:
+      images: float[N, H, W, 3] in [0, 1].
+      maps: float[N, H, W] in [0, 1], the layer's maps.
+      titles: N image titles ("predicted / actual").
+      layer_title: the layer's name, for the colour bar.
+    """
+    n = len(images)
+    rows = -(-n // columns)
+    fig = Figure(figsize=(2.0 * columns + 0.9, 2.15 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    shown = None
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, cam, text in zip(axes.flat, images, maps, titles):
+        ax.imshow(image)
+        shown = ax.imshow(cam, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+        ax.set_title(text, fontsize=8)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes, shrink=0.6, label=f"Grad-CAM, {layer_title}")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path)

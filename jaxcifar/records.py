@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from jaxcifar.errors import UsageError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -62,6 +64,23 @@ def refuse_overwrite(*paths: str | os.PathLike, force: bool = False) -> None:
             f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; "
             "nothing is overwritten. Pass --force to replace, or choose another output path."
         )
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Raises UsageError unless `folder` (or the nearest existing parent) takes new files."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {folder}: {existing} is a file, not a folder. Choose another --out.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"--out {folder}: cannot write in {existing} ({e.strerror or e}). Choose a folder you can write to."
+        ) from e
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

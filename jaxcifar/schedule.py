@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from jaxcifar import plots, records
+from jaxcifar.errors import entry_point
 
 Schedule = optax.Schedule
 
@@ -82,16 +83,22 @@ def values(schedule: Schedule, steps: int) -> np.ndarray:
     return np.asarray(schedule(np.arange(steps)), dtype=np.float64)
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m jaxcifar.schedule`: draw the one-cycle triangle."""
     parser = argparse.ArgumentParser(prog="python -m jaxcifar.schedule", description="Draw the one-cycle LR triangle.")
-    parser.add_argument("--lr-min", type=float, required=True, help="LR at the first and last step")
-    parser.add_argument("--lr-max", type=float, required=True, help="LR at the peak")
-    parser.add_argument("--steps-per-epoch", type=int, default=50_000 // 512, help="default: 97 (50,000 images / 512)")
-    parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--peak-epoch", type=float, default=5.0)
-    parser.add_argument("--out", default="figures/one_cycle.png", help="output PNG")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--lr-min", type=float, required=True, help="LR at the first and the last step (required)")
+    parser.add_argument("--lr-max", type=float, required=True, help="LR at the peak (required)")
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=50_000 // 512,
+        help="optimizer steps per epoch (default: 97 = 50,000 images / 512)",
+    )
+    parser.add_argument("--epochs", type=int, default=24, help="length of the run (default: 24)")
+    parser.add_argument("--peak-epoch", type=float, default=5.0, help="epochs until the peak (default: 5)")
+    parser.add_argument("--out", default="figures/one_cycle.png", help="output PNG (default: figures/one_cycle.png)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists (default: off)")
     args = parser.parse_args(argv)
     try:
         schedule = one_cycle(args.lr_min, args.lr_max, args.steps_per_epoch, args.epochs, args.peak_epoch)

@@ -27,6 +27,7 @@ import numpy as np
 from jaxcifar import config as config_lib
 from jaxcifar import lr_range, records, train
 from jaxcifar import steps as steps_lib
+from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
 
 
@@ -73,8 +74,12 @@ def seed_row(seed: int, summary: dict) -> dict:
     return {"seed": seed, **{k: summary[k] for k in keys if k in summary}}
 
 
+@entry_point
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m jaxcifar.seeds", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxcifar.seeds",
+        description="Train the recipe with several seeds and report the mean and spread of the test accuracy.",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds: 0..N-1 after --seed (default: 5)")
     parser.add_argument(
         "--time-budget",
@@ -97,7 +102,7 @@ def main(argv=None) -> dict:
         records.refuse_overwrite(out / "seeds.json", *(out / f"seed-{config.seed + k}" for k in range(args.seeds)))
         if config.lr_max is None and config.lr_range_json:
             lr_range.load(config.lr_range_json)
-        train.check_writable(out)
+        records.check_writable(out)
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     start = time.perf_counter()

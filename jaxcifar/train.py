@@ -29,7 +29,6 @@ import math
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -46,20 +45,16 @@ from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import Progress, say
 from jaxcifar.data import CIFAR10, resolve_source, subset
+from jaxcifar.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, entry_point
 from jaxcifar.loader import BatchLoader, load_data, make_train_loader
 from jaxcifar.schedule import one_cycle
 from jaxcifar.steps import Steps, TrainState
 
 STEP_KEYS = ("lr", "loss", "accuracy")
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-class UsageError(ValueError):
-    """A bad setting or input, found before anything was started (exit status 2)."""
 
 
 # --- what a run records ------------------------------------------------------------
@@ -243,23 +238,7 @@ def check_inputs(config: TrainConfig) -> None:
         if config.lr_max is None and config.lr_range_json:
             lr_range.load(config.lr_range_json)  # raises, naming the file and the flag
     if jax.process_index() == 0:
-        check_writable(out)
-
-
-def check_writable(folder: Path) -> None:
-    """Raises UsageError unless `folder` (or the nearest existing parent) takes new files."""
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"--out {folder}: {existing} is a file, not a folder. Choose another --out.")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as e:
-        raise UsageError(
-            f"--out {folder}: cannot write in {existing} ({e.strerror or e}). Choose a folder you can write to."
-        ) from e
+        records.check_writable(out)
 
 
 def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, float, dict]:
@@ -571,25 +550,23 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
     return log.summary(config, status, message, {"compile_seconds": steps.compile_seconds})
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.train`: parse flags, train; exit 1 when the run fails, 2 on bad input, 130 on Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m jaxcifar.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxcifar.train",
+        description="Train ResNet-9 on CIFAR-10 with the one-cycle recipe (LR range test first with --lr-max auto), "
+        "evaluating after every epoch.",
+    )
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
     config = config_lib.from_args(args, parser)
     if config.distributed:
         parallel.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     steps_lib.enable_compilation_cache(config)
-    try:
-        if config.resume:
-            config = resumed_config(config, config_lib.given_settings(args))
-        summary = train_and_evaluate(config)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:  # UsageError is a ValueError
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from e
-    except RuntimeError as e:  # the data could not be fetched (no network)
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_FAILED) from e
+    if config.resume:
+        config = resumed_config(config, config_lib.given_settings(args))
+    summary = train_and_evaluate(config)
     if summary["status"] == "diverged":
         raise SystemExit(EXIT_FAILED)
     if summary["status"] == "interrupted":

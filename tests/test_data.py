@@ -1,6 +1,7 @@
 """Tests for jaxcifar.data: every source, the cache, subsets and every error path."""
 
 import hashlib
+import importlib.util
 import pickle
 import tarfile
 import time
@@ -326,8 +327,9 @@ def test_dataset_validates_shapes():
 # --- tfds -----------------------------------------------------------------------
 
 
-def test_tfds_source_offline_with_mock_data(tmp_path):
+def test_tfds_source_offline_with_mock_data(tmp_path, monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(data_lib, "_unreachable", lambda host, port: None)  # mock_data needs no network
     with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
         ds = load_cifar10("tfds", cache_dir=tmp_path)
     assert ds.train_images.shape == (30, 32, 32, 3) and ds.train_images.dtype == np.uint8
@@ -336,11 +338,34 @@ def test_tfds_source_offline_with_mock_data(tmp_path):
     assert ds.source == "tfds cifar10"
 
 
-def test_tfds_failure_names_offline_options(tmp_path):
+def test_tfds_without_network_fails_fast_and_leaves_nothing(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
-    # An existing data_dir without a prepared cifar10, and no network: tfds fails.
-    with pytest.raises(RuntimeError, match=r"(?s)tensorflow-datasets could not provide cifar10.*Offline options"):
-        load_cifar10("tfds", data_dir=tmp_path / "tfds", cache_dir=tmp_path)
+    monkeypatch.setattr(data_lib, "TFDS_HOST", ("192.0.2.1", 443))  # TEST-NET-1: never answers
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"(?s)cifar10 is not prepared in .*tfds.*192.0.2.1 is unreachable.*Offline"):
+        load_cifar10("tfds", data_dir=tmp_path / "tfds", cache_dir=tmp_path / "cache")
+    assert time.perf_counter() - start < 15  # tfds's own retries took 3 min 24 s
+    assert not (tmp_path / "tfds").exists()
+
+
+def test_tfds_missing_module_is_named_and_its_folders_removed(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(data_lib, "_unreachable", lambda host, port: None)
+
+    def needs_a_module(*args, data_dir=None, **kwargs):
+        (Path(data_dir) / "cifar10" / "3.0.2").mkdir(parents=True)  # what tfds leaves before failing
+        raise ModuleNotFoundError("No module named 'importlib_resources'", name="importlib_resources")
+
+    monkeypatch.setattr(tfds, "data_source", needs_a_module)
+    with pytest.raises(RuntimeError, match=r"needs the Python module 'importlib_resources'.*pip install"):
+        load_cifar10("tfds", data_dir=tmp_path / "tfds", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "tfds").exists()
+
+
+def test_the_tfds_path_has_the_modules_it_imports():
+    # tensorflow-datasets 4.9 imports importlib_resources to download without declaring it.
+    pytest.importorskip("tensorflow_datasets")
+    assert importlib.util.find_spec("importlib_resources") is not None
 
 
 # --- the real data --------------------------------------------------------------

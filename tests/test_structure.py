@@ -87,7 +87,55 @@ def test_the_layers_point_one_way():
     # The driver is imported by nothing in the package but the multi-run tools.
     assert {m for m, deps in graph.items() if "train" in deps} == {"seeds"}
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
-    assert graph["model"] == set() and graph["schedule"] <= {"plots", "records"}
+    assert graph["model"] == set() and graph["schedule"] <= {"plots", "records", "errors"}
     assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["gradcam"]
     for numpy_only in ("data", "augment", "loader"):
         assert not {"steps", "train", "checkpoint", "model"} & graph[numpy_only], numpy_only
+
+
+def commands():
+    from jaxcifar import augment, evidence, gradcam, lr_range, model, schedule, seeds, train
+    from jaxcifar.bench import augment_speed, benchmark, ctrl_c, device_check
+
+    return [
+        *(train, lr_range, gradcam, schedule, augment, model, seeds, evidence),
+        *(benchmark, augment_speed, device_check, ctrl_c),
+    ]
+
+
+def parser_of(main, monkeypatch):
+    """The argparse parser a command's main builds (caught before it parses)."""
+    import argparse
+
+    import pytest
+
+    caught = {}
+
+    def catch(self, *args, **kwargs):
+        caught["parser"] = self
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    with pytest.raises(SystemExit):
+        main([])
+    return caught["parser"]
+
+
+def test_every_flag_of_every_command_says_what_it_does_and_its_default(monkeypatch):
+    for module in commands():
+        parser = parser_of(module.main, monkeypatch)
+        assert parser.description and not parser.description.startswith(module.__name__), module.__name__
+        for action in parser._actions:
+            if action.dest == "help":
+                continue
+            text = action.help or ""
+            documented = "default" in text or "required" in text or action.required or not action.option_strings
+            assert text and documented, f"{module.__name__}: {action.option_strings or action.dest}"
+
+
+def test_the_lr_range_test_lists_only_its_own_flags(monkeypatch):
+    from jaxcifar import lr_range
+
+    flags = {o for a in parser_of(lr_range.main, monkeypatch)._actions for o in a.option_strings}
+    assert {"--lr-range-iters", "--lr-range-rule", "--batch-size", "--width", "--data"} <= flags
+    assert not flags & {"--epochs", "--resume", "--tta", "--lr-range-json", "--peak-epoch", "--checkpoint-every"}

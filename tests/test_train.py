@@ -5,17 +5,20 @@ import json
 import os
 import re
 import signal
+import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tiny import TINY_RUN
 
 from jaxcifar import data as data_lib
-from jaxcifar import parallel, train
+from jaxcifar import gradcam, parallel, records, train
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, abstract_state
 from jaxcifar.config import TrainConfig
+from jaxcifar.console import Progress
 from jaxcifar.schedule import one_cycle
 
 # The session's tiny run: 3 epochs of 10 steps (640 images, batches of 64), flip TTA.
@@ -206,6 +209,10 @@ def test_nan_loss_stops_with_step_and_lr_and_keeps_the_last_good_checkpoint(tmp_
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
     assert meta["epoch"] == 0
     assert read(tmp_path / "run" / "summary.json")["status"] == "diverged"
+    # No epoch was evaluated: Grad-CAM has no best checkpoint and says which one to use.
+    with pytest.raises(SystemExit) as exc:
+        gradcam.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "cam")])
+    assert exc.value.code == 2 and "use --checkpoint latest" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         train.main(
             [
@@ -264,3 +271,109 @@ def test_data_is_the_configs_when_given_none(tmp_path):
     ds = data_lib.synthetic(n_train=640, n_test=200, seed=0)
     summary = train.train_and_evaluate(tiny_config(tmp_path, epochs=1, peak_epoch=0.5, tta=False), ds)
     assert summary["status"] == "completed" and summary["epochs_completed"] == 1
+
+
+# --- what a user meets -------------------------------------------------------------
+
+
+def test_resume_refuses_a_changed_setting_and_takes_the_resumable_ones(tiny_run, capsys):
+    out = str(tiny_run[0])
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--out", out, "--resume", "--width", "8", "--lr-max", "0.05"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "these differ: --width 8 (the run has 4)" in err and "--lr-max" not in err  # 0.05 is the run's own
+    summary = train.main(["--out", out, "--resume", "--no-progress", "--devices", "1", "--workers", "1"])
+    assert summary["status"] == "completed"  # the run is complete: nothing to do, nothing changed
+
+
+def test_a_corrupt_lr_range_json_is_named_before_the_run_folder_exists(tmp_path, capsys):
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text('{"settings": {"start_lr": 1e-4, "end')  # a truncated copy
+    argv = ["--data", "synthetic", "--lr-max", "auto", "--lr-range-json", str(sweep), "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exc:
+        train.main(argv)
+    assert exc.value.code == 2
+    assert f"--lr-range-json {sweep}: not readable JSON" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_unwritable_out_is_named_before_the_data_loads(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--data", "/nowhere", "--out", str(tmp_path / "file" / "run")])
+    assert exc.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err  # before --data fails
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(records.tempfile, "TemporaryFile", read_only)
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--data", "/nowhere", "--out", str(tmp_path / "ro" / "run")])
+    assert exc.value.code == 2
+    assert f"--out {tmp_path / 'ro' / 'run'}: cannot write in {tmp_path} (Permission denied)" in capsys.readouterr().err
+
+
+class FakeSteps:
+    """Steps that record when each is dispatched and how long it takes; state is the step count."""
+
+    batch_size, mesh = 4, None
+
+    def __init__(self, events, seconds=0.0):
+        self.events, self.seconds = events, seconds
+
+    def train(self, state, batch):
+        self.events.append("dispatch")
+        time.sleep(self.seconds)
+        return state + 1, {"loss": jnp.float32(1.0), "accuracy": jnp.float32(0.5), "lr": jnp.float32(0.1)}
+
+
+def batches(n):
+    def gen():
+        for _ in range(n):
+            yield np.zeros((4, 32, 32, 3), np.float32), np.zeros(4, np.int32)
+
+    return gen()
+
+
+def test_at_most_two_steps_are_in_flight_on_a_cpu(monkeypatch):
+    # Ctrl-C waits for the steps already dispatched: an unbounded queue made it 343 s at full width.
+    events = []
+    real_block = jax.block_until_ready
+
+    def block(x):
+        events.append("wait")
+        return real_block(x)
+
+    monkeypatch.setattr(train.jax, "block_until_ready", block)
+    monkeypatch.setattr(parallel, "put_batch", lambda b, mesh: b)
+    result = train.run_epoch(FakeSteps(events), 0, batches(12), train.StopRequest(), Progress(False, 12, "x"))
+    assert result.state == 12 and len(result.metrics) == 12 and result.completed
+    assert train.steps_in_flight() == 1
+    dispatched = waited = 0
+    for event in events:  # one step running and one queued at most, whenever a step is dispatched
+        if event == "dispatch":
+            dispatched += 1
+            assert dispatched - waited <= 2
+        else:
+            waited += 1
+    assert (dispatched, waited) == (12, 11)
+
+
+def test_the_time_estimate_comes_from_finished_steps(monkeypatch, capsys):
+    monkeypatch.setattr(parallel, "put_batch", lambda b, mesh: b)
+    # 0.1 s a step, 24 x 97 steps left: about 233 s, under the 600 s threshold: no line.
+    train.run_epoch(FakeSteps([], 0.1), 0, batches(6), train.StopRequest(), Progress(False, 6, "x"), 24 * 97)
+    assert "One step takes" not in capsys.readouterr().err
+    train.run_epoch(FakeSteps([], 0.1), 0, batches(6), train.StopRequest(), Progress(False, 6, "x"), 100_000)
+    found = re.search(
+        r"One step takes ([0-9.]+) s here: the 100000 remaining steps will take about ([0-9.]+) h",
+        capsys.readouterr().err,
+    )
+    assert found and 0.09 < float(found.group(1)) < 0.2 and 2.5 < float(found.group(2)) < 5.6
+
+
+def test_the_first_data_load_is_announced(tmp_path, capsys):
+    train.train_and_evaluate(tiny_config(tmp_path, epochs=1, peak_epoch=0.5, tta=False))
+    out = capsys.readouterr().out
+    assert out.index("Loading CIFAR-10 (synthetic) ...") < out.index("640 train / 200 test images")

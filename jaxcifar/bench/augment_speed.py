@@ -21,6 +21,7 @@ import numpy as np
 from jaxcifar import records
 from jaxcifar.augment import AUGMENTERS
 from jaxcifar.data import load_cifar10
+from jaxcifar.errors import entry_point
 from jaxcifar.loader import BatchLoader
 
 
@@ -55,12 +56,13 @@ def measure(images, labels, batches: int) -> list[dict]:
     return rows
 
 
+@entry_point
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/benchmark_augment.py", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="CIFAR-10 source (default: random images)")
-    parser.add_argument("--batches", type=int, default=40, help="batches of 512 per numpy measurement")
-    parser.add_argument("--json", default=None, help="also write the figures here")
-    parser.add_argument("--force", action="store_true", help="replace --json if it exists")
+    parser.add_argument("--batches", type=int, default=40, help="batches of 512 per numpy measurement (default: 40)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON (default: none)")
+    parser.add_argument("--force", action="store_true", help="replace --json if it exists (default: off)")
     args = parser.parse_args(argv)
     if args.json:
         try:

@@ -38,6 +38,7 @@ from jaxcifar import steps as steps_lib
 from jaxcifar.bench import augment_speed
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10, load_cifar10
+from jaxcifar.errors import entry_point
 from jaxcifar.loader import BatchLoader
 from jaxcifar.model import forward_flops
 from jaxcifar.schedule import one_cycle
@@ -184,6 +185,7 @@ def ratios(result: dict) -> dict:
     return out
 
 
+@entry_point
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python scripts/benchmark.py", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, nargs="+", default=[512], help="one or more (default: 512)")
@@ -191,12 +193,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement (default: 20)")
     parser.add_argument("--epoch-steps", type=int, default=None, help="cap the pipeline epoch (default: a whole one)")
     parser.add_argument("--workers", type=int, default=0, help="augmentation threads (default: 0 = min(4, cores))")
-    parser.add_argument("--data", default=None, help="CIFAR-10 for the augmentation and epoch figures")
-    parser.add_argument("--lr-range", action="store_true", help="also time the 980-step LR range test")
-    parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch baseline")
-    parser.add_argument("--budget", type=float, default=None, help="seconds; sections that start later are skipped")
+    parser.add_argument(
+        "--data", default=None, help="CIFAR-10 for the augmentation and epoch figures (default: random images)"
+    )
+    parser.add_argument("--lr-range", action="store_true", help="also time the 980-step LR range test (default: off)")
+    parser.add_argument(
+        "--no-torch",
+        action="store_true",
+        help="leave out the PyTorch baseline (default: measured where torch is installed)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds; sections that would start later are skipped (default: no limit)",
+    )
     parser.add_argument("--out", default=None, help="JSON path (default: results/benchmark-<device>.json)")
-    parser.add_argument("--force", action="store_true", help="replace the JSON if it exists")
+    parser.add_argument("--force", action="store_true", help="replace the JSON if it exists (default: off)")
     args = parser.parse_args(argv)
     if min(args.batch_size) < 1 or args.steps < 1 or args.width < 1:
         parser.error("--batch-size, --steps and --width must be positive")

@@ -1,13 +1,13 @@
 """Say what JAX runs on, and stop in seconds when it is not the accelerator a session paid for.
 
-    python -m jaxcifar.bench.device_check --expect gpu     # exit 3 unless JAX found a GPU
+    python -m jaxcifar.bench.device_check --expect gpu     # exit 1 unless JAX found a GPU
     python -m jaxcifar.bench.device_check --expect any     # a CPU rehearsal: report only
 
 A GPU session has minutes of device time; a silent fallback to the CPU (a jaxlib
 without CUDA, a driver JAX cannot use) would pick float32 and the CPU kernel
 gradient and be killed at the time limit with nothing back. This check prints
 the devices and the versions of jax, jaxlib, flax, optax, orbax and numpy first,
-then fails with exit status 3 when the backend is not the one expected.
+then fails with exit status 1 when the backend is not the one expected.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import jax
 
 from jaxcifar import records
-
-EXIT_WRONG_DEVICE = 3
+from jaxcifar.errors import EXIT_FAILED, entry_point
 
 
 def report() -> dict:
@@ -33,6 +32,7 @@ def report() -> dict:
     }
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m jaxcifar.bench.device_check", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             f"Install a jaxlib for the {args.expect} (or set JAXCIFAR_REHEARSAL=1 for a CPU rehearsal).",
             file=sys.stderr,
         )
-        raise SystemExit(EXIT_WRONG_DEVICE)
+        raise SystemExit(EXIT_FAILED)
     return found
 
 

@@ -26,6 +26,7 @@ from jaxcifar import records
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import load_cifar10
+from jaxcifar.errors import entry_point
 from jaxcifar.loader import BatchLoader
 from jaxcifar.schedule import one_cycle
 
@@ -227,17 +228,27 @@ def compare_steps(
     return {"rows": rows, "relative_difference": diff}
 
 
+@entry_point
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
+    parser = argparse.ArgumentParser(prog="python scripts/torch_reference.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=512, help="images per step (default: 512)")
+    parser.add_argument("--width", type=int, default=64, help="base width (default: 64)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (default: 20)")
     parser.add_argument("--variants", default=None, help="comma-separated (default: all the device supports)")
-    parser.add_argument("--compare-steps", type=int, default=0, help="instead: N steps of ours beside theirs")
-    parser.add_argument("--data", default=None, help="CIFAR-10 for --compare-steps (see jaxcifar.data)")
-    parser.add_argument("--lr-max", type=float, default=0.0444, help="LR_MAX for --compare-steps")
-    parser.add_argument("--out", default=None, help="JSON record of --compare-steps")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--compare-steps",
+        type=int,
+        default=0,
+        help="instead: N steps of ours beside theirs from the same weights (default: 0, off)",
+    )
+    parser.add_argument(
+        "--data", default=None, help="CIFAR-10 for --compare-steps (default: $JAXCIFAR_DATA, else download)"
+    )
+    parser.add_argument(
+        "--lr-max", type=float, default=0.0444, help="LR_MAX for --compare-steps (default: 0.0444, the original's)"
+    )
+    parser.add_argument("--out", default=None, help="JSON record of --compare-steps (default: none)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists (default: off)")
     args = parser.parse_args(argv)
     if args.compare_steps:
         if args.out:

@@ -1,0 +1,56 @@
+"""Errors for people, and the exit status of every command.
+
+Every command (`python -m jaxcifar.X`, scripts/) ends with one exit status:
+
+  0    done
+  1    failed while running (a diverged run, data that could not be fetched)
+  2    bad usage or input, found before anything was started or changed
+  130  stopped by Ctrl-C (a training run saved a checkpoint to resume from)
+
+`entry_point` turns the errors jaxcifar raises for people (ValueError,
+FileNotFoundError, FileExistsError: usage; RuntimeError: failure) into a line
+"error: ..." and that status; an error raised outside jaxcifar's own code (a
+programming error, a library's bug) keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+PACKAGE = Path(__file__).resolve().parent
+
+
+class UsageError(ValueError):
+    """A bad setting or input, found before anything was started (exit status 2)."""
+
+
+def _raised_by_jaxcifar(error: BaseException) -> bool:
+    tb = error.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
+
+
+def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps a command's `main(argv)`: errors meant for people become "error: ..." and an exit status."""
+
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print("interrupted (Ctrl-C)", file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+            if not _raised_by_jaxcifar(e):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_FAILED if isinstance(e, RuntimeError) else EXIT_USAGE) from e
+
+    return run

@@ -1,0 +1,42 @@
+"""Tests for jaxcifar.console: bars on terminals, timed lines in log files."""
+
+import io
+
+from jaxcifar.console import Progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_log_file_gets_a_line_every_interval_and_no_bar():
+    log = io.StringIO()
+    progress = Progress(True, total=10, desc="epoch 1/24", every_s=0.0, stream=log)
+    progress.update(1)
+    progress.update(1, loss="2.301")
+    progress.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and progress.bar is None
+    assert lines[0].startswith("  epoch 1/24: 1/10 steps, ") and "s left" in lines[0]
+    assert lines[1].startswith("  epoch 1/24: 2/10 steps, ") and lines[1].endswith("loss 2.301")
+
+
+def test_lines_wait_for_their_interval():
+    log = io.StringIO()
+    progress = Progress(True, total=10, desc="x", every_s=3600.0, stream=log)
+    for _ in range(10):
+        progress.update(1)
+    assert log.getvalue() == ""  # a 15-minute CPU epoch prints once a minute, not every step
+
+
+def test_a_terminal_gets_a_bar_and_disabled_progress_gets_nothing():
+    term = Terminal()
+    progress = Progress(True, total=4, desc="epoch 2/3", initial=1, stream=term)
+    progress.update(1, loss="1.000")
+    progress.close()
+    assert progress.bar is not None and "epoch 2/3" in term.getvalue()
+    quiet = io.StringIO()
+    off = Progress(False, total=4, desc="x", every_s=0.0, stream=quiet)
+    off.update(1)
+    assert quiet.getvalue() == "" and off.bar is None
