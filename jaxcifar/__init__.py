@@ -1,16 +1,34 @@
 """jaxcifar: a fast, faithful CIFAR-10 ResNet-9 in JAX/Flax.
 
 Modules, one concept each (dependencies point one way):
-  model     the ResNet-9 network (Flax linen)
-  data      CIFAR-10 from tfds, the official archive, image folders, or synthetic
-  augment   host-side augmentation and the batch iterator (NumPy, no JAX)
-  schedule  the one-cycle learning-rate schedule
-  train     train state, jitted steps, checkpoints, and the training driver
-  lr_range  the LR range test that picks LR_MAX
-  gradcam   Grad-CAM with jax.grad
-  plots     every figure, drawn from arrays and run files
+  config      every setting of a run, its presets and its flags
+  model       the ResNet-9 network (Flax linen)
+  data        CIFAR-10 from tfds, the official archive, image folders, or synthetic
+  augment     the augmentation recipe on batches (NumPy; augment_device: the same in the step)
+  loader      which images make which batch, on background threads
+  schedule    the one-cycle learning-rate schedule
+  steps       the train state and the jitted train and eval steps
+  checkpoint  orbax checkpoints: save, resume anywhere, weights for Grad-CAM
+  train       the training driver
+  lr_range    the LR range test that picks LR_MAX and LR_MIN
+  gradcam     Grad-CAM with jax.grad
+  plots       every figure, drawn from arrays and run files
+  seeds, evidence, bench/   several seeds; results into the repository; speed
 
-Importing the package imports none of them, so `import jaxcifar` is instant.
+Importing the package imports none of them, so `import jaxcifar` is instant. It
+does one thing: on CPUs, XLA's YNNPACK fusions are switched off (below).
 """
 
-__version__ = "0.1.0"
+import os
+
+__version__ = "0.2.0"
+
+# XLA:CPU (jaxlib 0.10) hands convolutions and dots to YNNPACK by default. Its
+# convolution kernel gradients slow down more than linearly with the batch: on the
+# 2-core development CPU, the training step at batch 512 ran at 57 images/s with
+# YNNPACK and 124 without (Eigen's convolutions), 84 against 127 at batch 128
+# (results/cpu-step-variants.json). The flag only reaches XLA if it is set before JAX
+# starts its CPU backend; a value the user set is kept.
+_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+if _YNN_FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()

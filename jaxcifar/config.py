@@ -102,7 +102,7 @@ class TrainConfig:
     width: int = 64  # base width: stages of w, 2w, 4w, 8w channels
     dtype: str | None = None  # compute type: float32 | bfloat16; None: bfloat16 on GPU/TPU, float32 on CPU
     logit_scale: float = 1.0  # logits multiplier (cifar10-fast: 0.125)
-    kernel_grad: str | None = None  # conv kernel gradient: xla | taps; None: taps on CPU, xla elsewhere
+    kernel_grad: str | None = None  # conv kernel gradient: xla | taps (nine matmuls); None: xla
     # Optimisation
     epochs: int = 24
     batch_size: int = 512  # images per step (global, over all devices)
@@ -342,7 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         "kernel_grad",
         type=_choice_or_auto(KERNEL_GRADS),
         metavar="{auto,xla,taps}",
-        help="conv kernel gradient (default: auto = taps on CPU, xla elsewhere)",
+        help="conv kernel gradient: XLA's, or nine matmuls (default: auto = xla)",
     )
     g = parser.add_argument_group("optimisation")
     add(g, "batch_size", type=int, help=f"global batch, split over the devices (default: {d.batch_size})")

@@ -131,12 +131,12 @@ conv3x3_taps.defvjp(_taps_fwd, _taps_bwd)
 class Conv3x3(nn.Module):
     """3x3 convolution, stride 1, padding 1, no bias (the parameters of nn.Conv).
 
-    kernel_grad="taps" computes the kernel gradient of convolutions on inputs of
-    32x32 or more as nine matmuls instead of XLA's convolution: on the 2-core
-    development machine (XLA:CPU, batch 128) that took the layer1 kernel gradient
-    from 303 to 154 ms and the training step from 85 to 97-99 images/s. Smaller
-    inputs keep XLA's gradient, which was as fast or faster there. GPUs and TPUs
-    use "xla" (cuDNN and the TPU compiler do this well).
+    kernel_grad="taps" computes the kernel gradient as nine matmuls, one per kernel
+    tap, instead of XLA's convolution. It paid off on XLA:CPU with YNNPACK's
+    convolutions (the training step at batch 512: 57 -> 78 images/s); with the
+    Eigen convolutions jaxcifar selects on CPUs, XLA's own gradient is faster (124
+    against 105 images/s; results/cpu-step-variants.json), so "xla" is the default
+    everywhere and "taps" stays for comparison.
     """
 
     features: int
@@ -147,7 +147,7 @@ class Conv3x3(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", torch_default_init, (3, 3, x.shape[-1], self.features), jnp.float32)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        if self.kernel_grad == "taps" and x.shape[1] * x.shape[2] >= 32 * 32:
+        if self.kernel_grad == "taps":
             return conv3x3_taps(x, kernel)
         return _conv3x3(x, kernel)
 

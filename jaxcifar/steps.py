@@ -57,11 +57,11 @@ def compute_dtype(name: str | None) -> Any:
 
 def make_model(config: TrainConfig) -> ResNet9:
     """The run's ResNet-9: width, compute type, logit scale, kernel gradient."""
-    kernel_grad = config.kernel_grad
-    if kernel_grad is None:  # the nine-matmul kernel gradient pays off on CPUs only
-        kernel_grad = "taps" if jax.default_backend() == "cpu" else "xla"
     return ResNet9(
-        width=config.width, dtype=compute_dtype(config.dtype), logit_scale=config.logit_scale, kernel_grad=kernel_grad
+        width=config.width,
+        dtype=compute_dtype(config.dtype),
+        logit_scale=config.logit_scale,
+        kernel_grad=config.kernel_grad or "xla",
     )
 
 

@@ -140,5 +140,5 @@ def test_compute_dtype_and_kernel_gradient_follow_the_backend():
     assert steps.compute_dtype(None) == jnp.float32  # these tests run on a CPU
     assert steps.compute_dtype("bfloat16") == jnp.bfloat16
     model = steps.make_model(TrainConfig(width=4, logit_scale=0.125))
-    assert (model.kernel_grad, model.dtype, model.logit_scale) == ("taps", jnp.float32, 0.125)
-    assert steps.make_model(TrainConfig(width=4, kernel_grad="xla")).kernel_grad == "xla"
+    assert (model.kernel_grad, model.dtype, model.logit_scale) == ("xla", jnp.float32, 0.125)
+    assert steps.make_model(TrainConfig(width=4, kernel_grad="taps")).kernel_grad == "taps"

@@ -139,3 +139,34 @@ def test_the_lr_range_test_lists_only_its_own_flags(monkeypatch):
     flags = {o for a in parser_of(lr_range.main, monkeypatch)._actions for o in a.option_strings}
     assert {"--lr-range-iters", "--lr-range-rule", "--batch-size", "--width", "--data"} <= flags
     assert not flags & {"--epochs", "--resume", "--tta", "--lr-range-json", "--peak-epoch", "--checkpoint-every"}
+
+
+def run_python(code: str, xla_flags: str | None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+
+CONV_HLO = (
+    "import jax, jax.numpy as jnp; "
+    "x = jnp.zeros((8, 16, 16, 32)); k = jnp.zeros((3, 3, 32, 32)); "
+    "f = jax.jit(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME', "
+    "dimension_numbers=('NHWC', 'HWIO', 'NHWC'))); "
+    "print('__ynn_fusion' in f.lower(x, k).compile().as_text())"
+)
+
+
+def test_importing_jaxcifar_switches_ynnpack_off_on_cpu_and_keeps_the_users_flags():
+    # YNNPACK's convolution gradients halved the CPU step's speed at batch 512 (jaxcifar/__init__.py).
+    assert run_python(CONV_HLO, None).strip() == "True"  # JAX's default: YNNPACK
+    assert run_python("import jaxcifar; " + CONV_HLO, None).strip() == "False"
+    shown = "import jaxcifar, os; print(os.environ['XLA_FLAGS'])"
+    flags = run_python(shown, "--xla_force_host_platform_device_count=2").split()
+    assert flags == ["--xla_force_host_platform_device_count=2", "--xla_cpu_experimental_ynn_fusion_type="]
+    own = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
+    assert run_python(shown, own).split() == [own]  # a user's own choice stays
