@@ -34,7 +34,8 @@ from jaxcifar.augment import AUGMENTERS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
 KERNEL_GRADS = ("xla", "taps")
-LR_RULES = ("accuracy", "steepest", "min-loss")
+LR_RULES = ("accuracy", "accuracy-raw", "steepest", "min-loss", "valley")  # LR_MAX, see jaxcifar.lr_range
+LR_MIN_RULES = ("div", "rise", "min-loss")  # LR_MIN when lr_min is None
 LR_RANGE_MODES = ("exp", "linear")
 # The peak's place in the run when --peak-epoch is not given: epoch 5 of 24, as
 # the recipe has it (OneCycleLR's pct_start scales the same way with the run).
@@ -107,8 +108,10 @@ class TrainConfig:
     epochs: int = 24
     batch_size: int = 512  # images per step (global, over all devices)
     lr_max: float | None = None  # peak LR per step; None: from the LR range test
-    lr_min: float | None = None  # LR at the first and last step; None: lr_max / lr_div
-    lr_div: float = 10.0  # LR_MAX / LR_MIN when lr_min is None (OneCycleLR's div_factor)
+    lr_min: float | None = None  # LR at the first and last step; None: by lr_min_rule
+    lr_min_rule: str = "div"  # div | rise | min-loss: how LR_MIN is found when lr_min is None
+    lr_div: float = 10.0  # LR_MAX / LR_MIN by the div rule (OneCycleLR's div_factor)
+    lr_min_fraction: float = 0.1  # the rise rule's LR_MIN: where accuracy has risen this share of its rise
     peak_epoch: float | None = None  # epochs until the LR peak; None: 5/24 of the epochs (5 of 24)
     momentum: float = 0.9
     nesterov: bool = False
@@ -124,7 +127,7 @@ class TrainConfig:
     lr_range_end: float = 0.1  # last LR of the sweep
     lr_range_iters: int = 980  # sweep length in steps (10 epochs of 98 batches in the original)
     lr_range_mode: str = "exp"  # exp | linear spacing of the sweep
-    lr_range_rule: str = "accuracy"  # how LR_MAX is picked (LR_RULES)
+    lr_range_rule: str = "accuracy"  # how LR_MAX is picked from the sweep (LR_RULES)
     lr_range_smoothing: float = 0.05  # EMA factor of the smoothed curves
     lr_range_diverge: float = 4.0  # stop when smoothed loss > this x its best
     lr_range_json: str | None = None  # reuse an earlier sweep instead of running one
@@ -155,6 +158,11 @@ class TrainConfig:
         self._check_numbers()
         self._check_choices()
         self._check_presets()
+        if self.lr_max is not None and self.lr_min is None and self.lr_min_rule != "div" and not self.lr_range_json:
+            raise ValueError(
+                f"lr-min-rule {self.lr_min_rule} reads an LR range test: use --lr-max auto or --lr-range-json, "
+                "or give --lr-min"
+            )
         if self.resume and self.out is None:
             raise ValueError("--resume continues the run in --out: name its folder with --out runs/NAME")
 
@@ -162,7 +170,7 @@ class TrainConfig:
         def flag(name: str) -> str:
             return name.replace("_", "-")
 
-        for name in ("width", "epochs", "batch_size", "lr_div", "lr_range_start", "lr_range_end", "logit_scale"):
+        for name in ("width", "epochs", "batch_size", "lr_range_start", "lr_range_end", "logit_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{flag(name)} must be positive, got {getattr(self, name)}")
         for name in ("n_train", "n_test", "devices", "num_processes"):
@@ -181,6 +189,10 @@ class TrainConfig:
             raise ValueError(f"lr-min ({self.lr_min}) must not exceed lr-max ({self.lr_max})")
         if not 0 < self.peak < self.epochs:
             raise ValueError(f"peak-epoch must lie strictly between 0 and epochs={self.epochs}, got {self.peak}")
+        if not self.lr_div > 1:
+            raise ValueError(f"lr-div must exceed 1 (LR_MIN = LR_MAX / lr-div), got {self.lr_div}")
+        if not 0 < self.lr_min_fraction < 1:
+            raise ValueError(f"lr-min-fraction must be in (0, 1), got {self.lr_min_fraction}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
@@ -209,6 +221,7 @@ class TrainConfig:
             ("kernel_grad", KERNEL_GRADS),
             ("augment", AUGMENTERS),
             ("lr_range_rule", LR_RULES),
+            ("lr_min_rule", LR_MIN_RULES),
             ("lr_range_mode", LR_RANGE_MODES),
             ("recipe", tuple(RECIPES)),
         ):
@@ -369,6 +382,18 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     add(g, "lr_range_rule", "--rule", choices=LR_RULES, help=f"how LR_MAX is picked (default: {d.lr_range_rule})")
     add(
         g,
+        "lr_min_rule",
+        choices=LR_MIN_RULES,
+        help=f"how LR_MIN is picked when --lr-min is auto; div = LR_MAX / --lr-div (default: {d.lr_min_rule})",
+    )
+    add(
+        g,
+        "lr_min_fraction",
+        type=float,
+        help=f"the rise rule: LR_MIN where the accuracy has made this share of its rise (default: {d.lr_min_fraction})",
+    )
+    add(
+        g,
         "lr_range_smoothing",
         "--smoothing",
         type=float,
@@ -381,7 +406,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         type=float,
         help=f"stop when the smoothed loss exceeds this x its best (default: {d.lr_range_diverge:g})",
     )
-    add(g, "lr_div", "--div-factor", type=float, help=f"LR_MIN = LR_MAX / this (default: {d.lr_div:g})")
+    add(g, "lr_div", "--div-factor", type=float, help=f"the div rule: LR_MIN = LR_MAX / this (default: {d.lr_div:g})")
     g = parser.add_argument_group("run")
     add(g, "seed", type=int, help=f"seed of initialisation, data order and augmentation (default: {d.seed})")
     add(g, "out", help="output folder (default: runs/<timestamp>)")
@@ -406,7 +431,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     g = parser.add_argument_group("schedule and training")
     add(g, "epochs", type=int, help=f"length of the run (default: {d.epochs})")
     add(g, "lr_max", type=_float_or_auto, help="peak LR, or auto to run the LR range test first (default: auto)")
-    add(g, "lr_min", type=_float_or_auto, help="LR at both ends, or auto = LR_MAX / lr-div (default: auto)")
+    add(g, "lr_min", type=_float_or_auto, help="LR at both ends, or auto = by --lr-min-rule (default: auto)")
     add(
         g,
         "peak_epoch",

@@ -1,4 +1,4 @@
-"""The LR range test: sweep the learning rate up, watch loss and accuracy, pick LR_MAX.
+"""The LR range test: sweep the learning rate up, watch loss and accuracy, pick LR_MAX and LR_MIN.
 
     python -m jaxcifar.lr_range --data PATH --out runs/lr-range     # the original's sweep
     python -m jaxcifar.train --lr-max auto                          # sweep, then train
@@ -18,19 +18,37 @@ so the first smoothed value is x_0 itself rather than a * x_0.
 The sweep stops early when the smoothed loss exceeds `diverge_factor` (4) times
 its lowest value so far, or a loss is NaN/inf.
 
-Rules for LR_MAX (`--rule`), each over the smoothed curves, leaving out the first
-10 and last 5 iterations (torch-lr-finder's skip_start/skip_end) where they are noisy:
-  accuracy   the LR of the highest smoothed batch accuracy (the original's choice).
-  steepest   the LR where the smoothed loss falls fastest against log(LR)
-             (torch-lr-finder's and fastai's "steep" suggestion).
-  min-loss   the LR of the lowest smoothed loss, divided by 10 (fastai's "minimum").
-LR_MIN = LR_MAX / `--div-factor` (10).
+Rules for LR_MAX (`--lr-range-rule`), over the records without the first 10 and
+last 5 iterations (torch-lr-finder's skip_start/skip_end), where they are noisy:
+  accuracy      the LR of the highest smoothed batch accuracy (the default).
+  accuracy-raw  the LR of the highest single-batch (unsmoothed) accuracy over the
+                whole sweep: exactly the PyTorch original's pick (0.0444, iteration
+                864 of 980, in its modified torch-lr-finder).
+  steepest      the LR where the smoothed loss falls fastest against log(LR)
+                (torch-lr-finder's and fastai's "steep" suggestion).
+  min-loss      the LR of the lowest smoothed loss, divided by 10 (fastai's "minimum").
+  valley        fastai's default suggestion (fastai.callback.schedule.valley, fastai
+                2.5): the longest run of falling smoothed losses (the longest strictly
+                decreasing subsequence of the curve, start to end), and the LR half way
+                into it (index start + int(d / 3) + int(d / 6) for a valley d long).
+
+Rules for LR_MIN (`--lr-min-rule`, when --lr-min is auto):
+  div           LR_MAX / `--lr-div` (10): the original's OneCycleLR div_factor, and
+                Leslie Smith's advice for a single cycle (a 10th to a 20th of the maximum).
+  rise          Smith's lower bound (Cyclical Learning Rates, 2017): the LR "when the
+                accuracy starts to increase", made robust: the first LR at which the
+                smoothed accuracy has risen by `--lr-min-fraction` (0.1) of its rise from
+                the start of the sweep to LR_MAX.
+  min-loss      the LR of the lowest smoothed loss, divided by 10.
+A LR_MIN rule that cannot decide (an accuracy that hardly rises, a bound at or above
+LR_MAX) says why, and LR_MIN falls back to `div` with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +59,7 @@ import numpy as np
 from jaxcifar import config as config_lib
 from jaxcifar import parallel, plots, records
 from jaxcifar import steps as steps_lib
-from jaxcifar.config import LR_RULES, TrainConfig
+from jaxcifar.config import TrainConfig
 from jaxcifar.console import Progress, say
 from jaxcifar.data import CIFAR10
 from jaxcifar.errors import entry_point
@@ -91,18 +109,95 @@ def divergence(smoothed_loss: np.ndarray, factor: float) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
-def suggest(lrs: np.ndarray, smoothed_loss: np.ndarray, smoothed_acc: np.ndarray) -> dict[str, float]:
-    """LR_MAX by each rule (see the module docstring), from the smoothed curves."""
-    n = len(lrs)
-    lo, hi = (SKIP_START, n - SKIP_END) if n - SKIP_START - SKIP_END >= 3 else (0, n)
-    lr, loss, acc = lrs[lo:hi], smoothed_loss[lo:hi], smoothed_acc[lo:hi]
-    finite = np.isfinite(loss)
-    slope = np.gradient(np.where(finite, loss, np.nan), np.log(lr)) if len(lr) > 1 else np.zeros(1)
+# The smallest rise of the smoothed batch accuracy (absolute) that `rise` reads as a rise.
+MIN_RISE = 0.05
+
+
+def _window(n: int) -> slice:
+    """The iterations the rules read: without the noisy first and last ones, when enough remain."""
+    return slice(SKIP_START, n - SKIP_END) if n - SKIP_START - SKIP_END >= 3 else slice(0, n)
+
+
+def valley_index(loss: np.ndarray) -> int:
+    """fastai's valley: half way into the longest strictly decreasing subsequence of `loss`."""
+    n = len(loss)
+    length = np.ones(n, dtype=int)  # length[i]: the longest decreasing subsequence ending at i
+    for i in range(1, n):
+        before = length[:i][loss[:i] > loss[i]]
+        if before.size:
+            length[i] = before.max() + 1
+    end = int(np.argmax(length))  # the first longest, as fastai's running maximum keeps it
+    if length[end] == 1:  # nothing falls: fastai's (start, end) stay (0, 0)
+        return 0
+    start = end - int(length[end])  # fastai's arithmetic: one before the run's first point
+    third = (end - start) / 3
+    return max(0, start + int(third) + int(third / 2))  # (fastai would wrap -1 round to the last LR)
+
+
+def suggest(rec: dict[str, np.ndarray]) -> dict[str, float]:
+    """LR_MAX by each rule (see the module docstring), from a sweep's records.
+
+    Args:
+      rec: float arrays lr, loss, accuracy, smoothed_loss, smoothed_accuracy, one per iteration.
+    """
+    window = _window(len(rec["lr"]))
+    lr, loss, acc = rec["lr"][window], rec["smoothed_loss"][window], rec["smoothed_accuracy"][window]
+    loss = np.where(np.isfinite(loss), loss, np.nan)
+    slope = np.gradient(loss, np.log(lr)) if len(lr) > 1 else np.zeros(1)
     return {
         "accuracy": float(lr[int(np.nanargmax(acc))]),
+        "accuracy-raw": float(rec["lr"][int(np.nanargmax(rec["accuracy"]))]),
         "steepest": float(lr[int(np.nanargmin(slope))]),
-        "min-loss": float(lr[int(np.nanargmin(np.where(finite, loss, np.nan)))] / 10),
+        "min-loss": float(lr[int(np.nanargmin(loss))] / 10),
+        "valley": float(lr[valley_index(np.where(np.isfinite(loss), loss, np.inf))]),
     }
+
+
+def suggest_min(rec: dict[str, np.ndarray], lr_max: float, div: float, fraction: float) -> dict[str, dict]:
+    """LR_MIN by each rule, for a given LR_MAX: {rule: {"lr": value or None, "note": why}}.
+
+    A rule that cannot decide gives lr None and says why in its note.
+    """
+    window = _window(len(rec["lr"]))
+    lr, loss, acc = rec["lr"][window], rec["smoothed_loss"][window], rec["smoothed_accuracy"][window]
+    out = {"div": {"lr": lr_max / div, "note": f"LR_MAX / {div:g}"}}
+    top = int(np.searchsorted(lr, lr_max, side="right"))  # the sweep up to LR_MAX
+    rise = float(np.max(acc[:top]) - acc[0]) if top else 0.0
+    if rise < MIN_RISE:
+        out["rise"] = {"lr": None, "note": f"the smoothed accuracy rises by only {rise:.3f} up to LR_MAX"}
+    else:
+        first = int(np.argmax(acc[:top] >= acc[0] + fraction * rise))
+        out["rise"] = {
+            "lr": float(lr[first]),
+            "note": f"accuracy {acc[first]:.3f}: {fraction:g} of its rise from {acc[0]:.3f} to {acc[0] + rise:.3f}",
+        }
+    finite = np.where(np.isfinite(loss), loss, np.nan)
+    best = int(np.nanargmin(finite))
+    out["min-loss"] = {"lr": float(lr[best] / 10), "note": f"lowest smoothed loss {finite[best]:.4g} at {lr[best]:.4g}"}
+    for rule, found in out.items():
+        if found["lr"] is not None and found["lr"] >= lr_max:
+            out[rule] = {"lr": None, "note": f"{found['lr']:.4g} is not below LR_MAX {lr_max:.4g} ({found['note']})"}
+    return out
+
+
+def choose(result: dict, rule: str, min_rule: str, div: float, fraction: float) -> dict:
+    """The LR pair a sweep gives by the named rules: {"lr_max", "lr_min", "lr_min_rule", "fallback"}.
+
+    "lr_min_rule" is the rule that gave LR_MIN: `min_rule`, or "div" when that could
+    not decide; "fallback" then says why (else None).
+    """
+    rec = {k: np.asarray(v, dtype=np.float64) for k, v in result["records"].items()}
+    lr_max = suggest(rec)[rule]
+    found = suggest_min(rec, lr_max, div, fraction)
+    chosen = found[min_rule]
+    if chosen["lr"] is None:
+        return {
+            "lr_max": lr_max,
+            "lr_min": found["div"]["lr"],
+            "lr_min_rule": "div",
+            "fallback": f"the {min_rule} rule cannot decide: {chosen['note']}; LR_MIN = LR_MAX / {div:g}",
+        }
+    return {"lr_max": lr_max, "lr_min": chosen["lr"], "lr_min_rule": min_rule, "fallback": None}
 
 
 def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
@@ -184,55 +279,76 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
 
 
 def run(config: TrainConfig, ds: CIFAR10, out: str | Path, mesh=None) -> dict:
-    """Sweeps, suggests, and writes `lr_range.json` and `lr_range.png` into `out`."""
+    """Sweeps, suggests both bounds, and writes `lr_range.json` and `lr_range.png` into `out`."""
     out = Path(out)
     result = sweep(config, ds, mesh)
-    rec = {k: np.asarray(v) for k, v in result["records"].items()}
-    suggestions = suggest(rec["lr"], rec["smoothed_loss"], rec["smoothed_accuracy"])
-    lr_max = suggestions[config.lr_range_rule]
-    result = {
-        "settings": {
-            "start_lr": config.lr_range_start,
-            "end_lr": config.lr_range_end,
-            "num_iter": config.lr_range_iters,
-            "mode": config.lr_range_mode,
-            "smoothing": config.lr_range_smoothing,
-            "diverge_factor": config.lr_range_diverge,
-            "div_factor": config.lr_div,
-            "skip_start": SKIP_START,
-            "skip_end": SKIP_END,
-            "batch_size": config.batch_size,
-            "momentum": config.momentum,
-            "nesterov": config.nesterov,
-            "weight_decay": config.weight_decay,
-            "width": config.width,
-            "dtype": config.dtype,
-            "augment": config.augment,
-            "seed": config.seed,
-            "data": ds.source,
-            "n_train": len(ds.train_labels),
-        },
-        **result,
-        "suggestions": suggestions,
-        "rule": config.lr_range_rule,
-        "lr_max": lr_max,
-        "lr_min": lr_max / config.lr_div,
-        **records.provenance(),
-    }
+    result = {"settings": settings(config, ds), **result}
+    result.update(suggestions_of(result, config))
+    result.update(records.provenance())
     if jax.process_index() == 0:
         records.write_json(out / "lr_range.json", result)
         plot(result, out / "lr_range.png")
-    summary = ", ".join(f"{rule} {lr:.4g}" for rule, lr in suggestions.items())
     say(
         f"LR range test: {result['iterations']} iterations in {result['seconds']:.1f} s ({result['stopped']}); "
-        f"suggestions: {summary}; "
-        f"chosen ({config.lr_range_rule}): LR_MAX {lr_max:.4g}, LR_MIN {lr_max / config.lr_div:.4g}"
+        f"LR_MAX suggestions: {', '.join(f'{r} {v:.4g}' for r, v in result['suggestions'].items())}"
     )
+    announce(result)
     return result
 
 
+def settings(config: TrainConfig, ds: CIFAR10) -> dict:
+    """What a sweep was run with, for its record."""
+    return {
+        "start_lr": config.lr_range_start,
+        "end_lr": config.lr_range_end,
+        "num_iter": config.lr_range_iters,
+        "mode": config.lr_range_mode,
+        "smoothing": config.lr_range_smoothing,
+        "diverge_factor": config.lr_range_diverge,
+        "div_factor": config.lr_div,
+        "skip_start": SKIP_START,
+        "skip_end": SKIP_END,
+        "batch_size": config.batch_size,
+        "momentum": config.momentum,
+        "nesterov": config.nesterov,
+        "weight_decay": config.weight_decay,
+        "width": config.width,
+        "dtype": config.dtype,
+        "augment": config.augment,
+        "seed": config.seed,
+        "data": ds.source,
+        "n_train": len(ds.train_labels),
+    }
+
+
+def suggestions_of(result: dict, config: TrainConfig) -> dict:
+    """Every rule's suggestions for both bounds, and the pair `config`'s rules choose."""
+    rec = {k: np.asarray(v, dtype=np.float64) for k, v in result["records"].items()}
+    picked = choose(result, config.lr_range_rule, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
+    return {
+        "suggestions": suggest(rec),
+        "lr_min_suggestions": suggest_min(rec, picked["lr_max"], config.lr_div, config.lr_min_fraction),
+        "rule": config.lr_range_rule,
+        "lr_min_rule": picked["lr_min_rule"],
+        "lr_min_fraction": config.lr_min_fraction,
+        "lr_min_fallback": picked["fallback"],
+        "lr_max": picked["lr_max"],
+        "lr_min": picked["lr_min"],
+    }
+
+
+def announce(result: dict) -> None:
+    """Prints the chosen pair and the rules that chose it; a fallback as a warning."""
+    if result.get("lr_min_fallback"):
+        say(f"warning: {result['lr_min_fallback']}", file=sys.stderr)
+    say(
+        f"LR range test: LR_MAX {result['lr_max']:.4g} ({result['rule']} rule), "
+        f"LR_MIN {result['lr_min']:.4g} ({result['lr_min_rule']} rule)"
+    )
+
+
 def plot(result: dict, path: str | Path):
-    """The figure of a sweep: loss and accuracy against LR, LR_MIN and LR_MAX marked."""
+    """The figure of a sweep: loss and accuracy against LR, every rule's bounds marked, the chosen pair in colour."""
     rec = {k: np.asarray(v) for k, v in result["records"].items()}
     return plots.lr_range(
         rec["lr"],
@@ -244,6 +360,8 @@ def plot(result: dict, path: str | Path):
         lr_max=result["lr_max"],
         suggestions=result["suggestions"],
         rule=result["rule"],
+        min_suggestions={r: v["lr"] for r, v in result.get("lr_min_suggestions", {}).items()},
+        min_rule=result.get("lr_min_rule", "div"),
         title=f"LR range test: {result['iterations']} iterations ({result['stopped']}); " + _tag(result),
         path=path,
     )
@@ -266,11 +384,11 @@ def load(path: str | Path) -> dict:
             f"--lr-range-json {path}: not readable JSON ({e}); the file may be truncated. "
             "Run the sweep again (python -m jaxcifar.lr_range) or use --lr-max."
         ) from None
-    missing = [k for k in ("suggestions", "records", "settings") if not isinstance(result, dict) or k not in result]
-    if missing or not set(LR_RULES) <= set(result.get("suggestions", {})):
+    missing = [k for k in ("records", "settings") if not isinstance(result, dict) or k not in result]
+    if missing or not {"lr", "loss", "accuracy", "smoothed_loss", "smoothed_accuracy"} <= set(result["records"]):
         raise ValueError(
             f"--lr-range-json {path} is not an lr_range.json of jaxcifar "
-            f"(missing {missing or 'a suggestion per rule'}); it is written by python -m jaxcifar.lr_range"
+            f"(missing {missing or 'records of the sweep'}); it is written by python -m jaxcifar.lr_range"
         )
     return result
 

@@ -171,8 +171,16 @@ def lr_range(
     rule: str,
     path: str | os.PathLike,
     title: str = "",
+    min_suggestions: Mapping[str, float | None] | None = None,
+    min_rule: str = "div",
 ) -> Figure:
-    """Loss and accuracy against LR (log axis), raw and smoothed, LR_MIN/LR_MAX marked."""
+    """Loss and accuracy against LR (log axis), raw and smoothed.
+
+    The chosen LR_MIN and LR_MAX are dashed lines in colour; every other rule's
+    LR_MAX is a grey dotted line labelled at the bottom, and every other rule's
+    LR_MIN (`min_suggestions`; None where a rule could not decide) a green dotted
+    one labelled "min: rule".
+    """
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     panels = (
@@ -200,26 +208,29 @@ def lr_range(
                 textcoords="offset points",
                 bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
             )
-        for name_, value in suggestions.items():
-            if name_ != rule:
-                ax.axvline(value, color="gray", ls=":", lw=1)
-                ax.annotate(
-                    name_,
-                    (value, 0.02),
-                    xycoords=("data", "axes fraction"),
-                    color="gray",
-                    rotation=90,
-                    ha="right",
-                    va="bottom",
-                    fontsize=8,
-                )
+        others = [(n, v, "gray", n) for n, v in suggestions.items() if n != rule]
+        others += [(n, v, "tab:green", f"min: {n}") for n, v in (min_suggestions or {}).items() if n != min_rule]
+        for _, value, color, label in others:
+            if value is None:
+                continue
+            ax.axvline(value, color=color, ls=":", lw=1)
+            ax.annotate(
+                label,
+                (value, 0.02),
+                xycoords=("data", "axes fraction"),
+                color=color,
+                rotation=90,
+                ha="right",
+                va="bottom",
+                fontsize=8,
+            )
         ax.legend(loc="center left", fontsize=8)
     # Divergence makes the last losses huge: keep the interesting part in view.
     finite = smoothed_loss[np.isfinite(smoothed_loss)]
     if finite.size:
         ax_loss.set_ylim(0, min(float(np.nanmax(loss[np.isfinite(loss)])), 2.5 * float(finite[0])) * 1.05)
     ax_loss.set_title("Loss against learning rate")
-    ax_acc.set_title(f"Accuracy against learning rate (rule: {rule})")
+    ax_acc.set_title(f"Accuracy against learning rate (LR_MAX: {rule}, LR_MIN: {min_rule})")
     if title:
         fig.suptitle(title, fontsize=10)
     return save(fig, path)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -235,42 +234,61 @@ def check_inputs(config: TrainConfig) -> None:
                 f"{out} already exists and is not empty; nothing is overwritten. Pass --resume to continue "
                 "the run in it, or choose another --out."
             )
-        if config.lr_max is None and config.lr_range_json:
+        if config.lr_range_json:
             lr_range.load(config.lr_range_json)  # raises, naming the file and the flag
     if jax.process_index() == 0:
         records.check_writable(out)
 
 
 def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, float, dict]:
-    """(LR_MIN, LR_MAX, how they were found): given, from a saved sweep, or a new sweep.
+    """(LR_MIN, LR_MAX, how they were found): given, or by the rules from a new or a saved sweep.
 
-    A sweep, new or reused, ends up in the run folder as lr_range.json and lr_range.png.
+    A sweep, new or reused, ends up in the run folder as lr_range.json and
+    lr_range.png, with every rule's suggestions and the pair this run's rules chose.
     """
+    info: dict[str, Any] = {}
+    sweep = None
+    if config.lr_range_json:
+        sweep = lr_range.load(config.lr_range_json)
+        sweep = {**sweep, **lr_range.suggestions_of(sweep, config), "reused_from": str(config.lr_range_json)}
+        if jax.process_index() == 0:
+            records.write_json(out / "lr_range.json", sweep)
+            lr_range.plot(sweep, out / "lr_range.png")
+        info["source"] = f"LR range test {config.lr_range_json}"
+    elif config.lr_max is None:
+        sweep = lr_range.run(config, ds, out, mesh=mesh)
+        info["source"] = f"LR range test in {out / 'lr_range.json'}"
     if config.lr_max is not None:
         lr_max = float(config.lr_max)
-        info: dict[str, Any] = {"source": "--lr-max"}
+        info["lr_max"] = "--lr-max"
     else:
-        if config.lr_range_json:
-            result = lr_range.load(config.lr_range_json)
-            if jax.process_index() == 0:
-                source = Path(config.lr_range_json)
-                if source.resolve() != (out / "lr_range.json").resolve():
-                    shutil.copyfile(source, out / "lr_range.json")
-                    picture = source.with_suffix(".png")
-                    if picture.exists():
-                        shutil.copyfile(picture, out / "lr_range.png")
-                    else:
-                        lr_range.plot(result, out / "lr_range.png")
-            info = {"source": f"LR range test {config.lr_range_json}"}
-        else:
-            result = lr_range.run(config, ds, out, mesh=mesh)
-            info = {"source": f"LR range test in {out / 'lr_range.json'}"}
-        lr_max = float(result["suggestions"][config.lr_range_rule])
+        lr_max = float(sweep["lr_max"])
         info["rule"] = config.lr_range_rule
-        say(f"LR range test ({config.lr_range_rule} rule): LR_MAX = {lr_max:.4g}")
-    lr_min = lr_max / config.lr_div if config.lr_min is None else float(config.lr_min)
+    if config.lr_min is not None:
+        lr_min = float(config.lr_min)
+        info["lr_min"] = "--lr-min"
+    elif config.lr_min_rule == "div" or sweep is None:
+        lr_min = lr_max / config.lr_div
+        info["lr_min_rule"] = "div"
+    else:
+        records_ = {k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()}
+        found = lr_range.suggest_min(records_, lr_max, config.lr_div, config.lr_min_fraction)[config.lr_min_rule]
+        if found["lr"] is None:
+            lr_min = lr_max / config.lr_div
+            info.update(
+                lr_min_rule="div", lr_min_fallback=f"the {config.lr_min_rule} rule cannot decide: {found['note']}"
+            )
+            say(f"warning: {info['lr_min_fallback']}; LR_MIN = LR_MAX / {config.lr_div:g}", file=sys.stderr)
+        else:
+            lr_min = found["lr"]
+            info["lr_min_rule"] = config.lr_min_rule
     if lr_min > lr_max:
         raise UsageError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
+    if sweep is not None:
+        say(
+            f"LR_MAX {lr_max:.4g} ({info.get('rule', 'given')}), "
+            f"LR_MIN {lr_min:.4g} ({info.get('lr_min_rule', 'given')})"
+        )
     return lr_min, lr_max, info
 
 

@@ -85,6 +85,7 @@ def test_config_json_round_trip_and_earlier_versions():
         TrainConfig(width=8, nesterov=True, progress=False, gradcam=False, lr_range_iters=50, lr_div=20.0),
         TrainConfig(dtype="bfloat16", kernel_grad="xla", peak_epoch=4.0, augment="device", data="synthetic"),
         TrainConfig.create(quick=True, n_train=640, lr_range_rule="min-loss", checkpoint_every=0),
+        TrainConfig(lr_range_rule="valley", lr_min_rule="rise", lr_min_fraction=0.25),
     ],
 )
 def test_a_config_reads_back_as_flags(config):
@@ -137,6 +138,10 @@ def test_help_shows_every_flag_with_its_default(capsys):
         ({"lr_max": 0.01, "lr_min": 0.1}, "lr-min (0.1) must not exceed lr-max (0.01)"),
         ({"lr_min": -0.1}, "lr-min must be >= 0, got -0.1"),
         ({"label_smoothing": 1.0}, "label-smoothing must be in [0, 1), got 1.0"),
+        ({"lr_div": 1.0}, "lr-div must exceed 1 (LR_MIN = LR_MAX / lr-div), got 1.0"),
+        ({"lr_min_fraction": 1.5}, "lr-min-fraction must be in (0, 1), got 1.5"),
+        ({"lr_min_rule": "half"}, "lr-min-rule must be one of ('div', 'rise', 'min-loss'), got 'half'"),
+        ({"lr_max": 0.1, "lr_min_rule": "rise"}, "lr-min-rule rise reads an LR range test"),
         ({"dtype": "float16"}, "dtype must be one of ('float32', 'bfloat16'), got 'float16'"),
         ({"recipe": "page"}, "recipe must be one of ('original', 'cifar10-fast'), got 'page'"),
         ({"resume": True}, "--resume continues the run in --out"),

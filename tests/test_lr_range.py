@@ -1,5 +1,6 @@
 """Tests for jaxcifar.lr_range: the sweep, smoothing, rules, stopping, outputs, --lr-max auto."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -54,6 +55,12 @@ def test_divergence_index():
     assert lr_range.divergence(np.array([2.0, 1.0, np.nan]), 4.0) == 2
 
 
+def records(lrs, loss, acc, raw_acc=None):
+    """A sweep's records from hand-made curves (the smoothed ones given directly)."""
+    return {"lr": lrs, "loss": loss, "smoothed_loss": loss, "smoothed_accuracy": acc,
+            "accuracy": acc if raw_acc is None else raw_acc}  # fmt: skip
+
+
 def test_rules_on_hand_made_curves():
     lrs = np.geomspace(1e-4, 1.0, 101)  # log10 step 0.04
     x = np.log10(lrs)
@@ -61,11 +68,62 @@ def test_rules_on_hand_made_curves():
     loss = 2.0 - np.tanh(3 * (x + 2)) + np.where(x > -0.6, 20 * (x + 0.6) ** 2, 0)
     # Accuracy: a bump peaking at 10^-1.2 ~ 0.0631.
     acc = np.exp(-((x + 1.2) ** 2))
-    s = lr_range.suggest(lrs, loss, acc)
+    s = lr_range.suggest(records(lrs, loss, acc))
     np.testing.assert_allclose(s["accuracy"], 10**-1.2, rtol=1e-6)
     np.testing.assert_allclose(s["steepest"], 1e-2, rtol=1e-6)
     np.testing.assert_allclose(s["min-loss"], 10 ** (x[np.argmin(loss)]) / 10, rtol=1e-6)
     assert 0.02 < s["min-loss"] < 0.03
+    # valley: the loss falls strictly from iteration 10 (the first one read) to its minimum
+    # at 85 (10^-0.6): 76 points, window indices 0..75. fastai takes start = end - length
+    # = -1 and d = 76: -1 + int(76 / 3) + int(76 / 6) = 36 in the window, iteration 46.
+    assert int(np.argmin(loss)) == 85
+    np.testing.assert_allclose(s["valley"], lrs[46], rtol=1e-12)
+
+
+def test_valley_is_fastais_longest_decreasing_run():
+    # The longest strictly decreasing subsequence is 10, 9, 8, 7, 6.5, 5, 4, 3, 2, 1 (the
+    # bump to 7.5 left out), 10 long, ending at index 10: start = end - length = 0 and
+    # 0 + int(10 / 3) + int(10 / 6) = 4.
+    loss = np.array([10, 9, 8, 7, 7.5, 6.5, 5, 4, 3, 2, 1, 1.5])
+    assert lr_range.valley_index(loss) == 4
+    assert lr_range.valley_index(np.arange(5.0)) == 0  # rising: a valley of one point
+
+
+def test_accuracy_raw_is_the_originals_unsmoothed_pick():
+    lrs = np.geomspace(1e-4, 0.1, 30)
+    raw = np.full(30, 0.3)
+    raw[[3, 17, 28]] = [0.9, 0.8, 0.95]  # the highest single batch is the 29th, at the very end
+    smoothed = np.linspace(0.1, 0.5, 30)
+    s = lr_range.suggest(records(lrs, np.ones(30), smoothed, raw))
+    assert s["accuracy-raw"] == lrs[28]  # no iterations left out: exactly the original's argmax
+    assert s["accuracy"] == lrs[30 - lr_range.SKIP_END - 1]  # the smoothed rule skips the ends
+
+
+def test_lr_min_rules_on_hand_made_curves():
+    lrs = np.geomspace(1e-4, 1.0, 101)
+    x = np.log10(lrs)
+    acc = 0.1 + 0.6 / (1 + np.exp(-4 * (x + 2)))  # rises from 0.1 to 0.7 around LR 1e-2
+    loss = 2.0 - np.tanh(3 * (x + 2)) + np.where(x > -0.6, 20 * (x + 0.6) ** 2, 0)
+    rec = records(lrs, loss, acc)
+    found = lr_range.suggest_min(rec, lr_max=0.1, div=10, fraction=0.25)
+    assert found["div"]["lr"] == pytest.approx(0.01)
+    # rise: acc[10] + 0.25 x (max up to LR 0.1 - acc[10]), first reached at this index:
+    window = acc[10:96]
+    top = int(np.searchsorted(lrs[10:96], 0.1, side="right"))
+    target = window[0] + 0.25 * (window[:top].max() - window[0])
+    assert found["rise"]["lr"] == lrs[10 + int(np.argmax(window >= target))]
+    assert 1e-3 < found["rise"]["lr"] < 1e-2
+    assert found["min-loss"]["lr"] == pytest.approx(lrs[85] / 10)  # the lowest loss at 10^-0.6, / 10
+    low = lr_range.suggest_min(rec, lr_max=0.02, div=10, fraction=0.25)["min-loss"]
+    assert low["lr"] is None and "0.02512 is not below LR_MAX 0.02" in low["note"]
+
+
+def test_rise_falls_back_to_div_on_a_flat_curve_and_says_why():
+    lrs = np.geomspace(1e-4, 1.0, 60)
+    flat = records(lrs, np.linspace(2.3, 2.2, 60), np.full(60, 0.1) + 0.01 * np.sin(np.arange(60)))
+    picked = lr_range.choose({"records": flat}, "accuracy", "rise", 10.0, 0.1)
+    assert picked["lr_min_rule"] == "div" and picked["lr_min"] == pytest.approx(picked["lr_max"] / 10)
+    assert picked["fallback"].startswith("the rise rule cannot decide: the smoothed accuracy rises by only")
 
 
 def test_rules_skip_the_noisy_ends():
@@ -73,7 +131,7 @@ def test_rules_skip_the_noisy_ends():
     acc = np.linspace(0, 0.5, 50)
     acc[2] = 0.99  # a noisy early spike
     acc[-1] = 0.98  # and a late one
-    assert lr_range.suggest(lrs, np.ones(50), acc)["accuracy"] == lrs[-1 - lr_range.SKIP_END]
+    assert lr_range.suggest(records(lrs, np.ones(50), acc))["accuracy"] == lrs[-1 - lr_range.SKIP_END]
 
 
 def test_sweep_writes_json_and_plot(tmp_path, tiny_data):
@@ -87,9 +145,16 @@ def test_sweep_writes_json_and_plot(tmp_path, tiny_data):
     np.testing.assert_allclose(rec["lr"], lr_range.lr_sequence(1e-3, 0.5, 40))
     np.testing.assert_allclose(rec["smoothed_loss"], lr_range.smooth(rec["loss"], 0.05))
     assert min(rec["smoothed_loss"]) < 0.9 * rec["smoothed_loss"][0]  # it learns while the LR grows
-    assert set(saved["suggestions"]) == {"accuracy", "steepest", "min-loss"}
+    assert set(saved["suggestions"]) == {"accuracy", "accuracy-raw", "steepest", "min-loss", "valley"}
+    assert set(saved["lr_min_suggestions"]) == {"div", "rise", "min-loss"}
     assert saved["rule"] == "accuracy" and saved["lr_max"] == saved["suggestions"]["accuracy"]
+    assert saved["lr_min_rule"] == "div" and saved["lr_min_fallback"] is None
     np.testing.assert_allclose(saved["lr_min"], saved["lr_max"] / 10)
+    # The figure marks the chosen pair and every other rule's bounds, both panels.
+    fig = lr_range.plot(saved, tmp_path / "again.png")
+    marked = {round(line.get_xdata()[0], 12) for line in fig.axes[0].lines if len(set(line.get_xdata())) == 1}
+    expected = set(saved["suggestions"].values()) | {v["lr"] for v in saved["lr_min_suggestions"].values() if v["lr"]}
+    assert {round(v, 12) for v in expected} <= marked
     assert saved["settings"]["weight_decay"] == 5e-3 and saved["settings"]["batch_size"] == 64
 
 
@@ -115,7 +180,10 @@ def test_lr_max_auto_end_to_end(tmp_path, tiny_data, capsys):
     assert summary["lr"]["rule"] == "accuracy"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["lr_max"] == summary["lr_max"]  # the LR used is recorded
-    assert f"LR_MAX = {summary['lr_max']:.4g}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"LR_MAX {summary['lr_max']:.4g} (accuracy), LR_MIN {summary['lr_min']:.4g} (div)" in out
+    assert config["lr"] == {"source": f"LR range test in {tmp_path / 'run' / 'lr_range.json'}", "rule": "accuracy",
+                            "lr_min_rule": "div"}  # fmt: skip
     # Training starts from a fresh initialisation: its first step's LR is LR_MIN.
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     np.testing.assert_allclose(metrics["steps"]["lr"][0], summary["lr_min"], rtol=1e-5)
@@ -137,7 +205,40 @@ def test_lr_range_json_is_reused_without_a_new_sweep(tmp_path, tiny_data, monkey
     summary = train.train_and_evaluate(run_cfg, tiny_data)
     sweep = json.loads((tmp_path / "sweep" / "lr_range.json").read_text())
     assert summary["lr_max"] == sweep["suggestions"]["min-loss"]
-    assert (tmp_path / "run" / "lr_range.json").exists() and (tmp_path / "run" / "lr_range.png").exists()
+    assert (tmp_path / "run" / "lr_range.png").exists()
+    # The run folder's copy records the rules this run used, and where the sweep came from.
+    copy = json.loads((tmp_path / "run" / "lr_range.json").read_text())
+    assert copy["rule"] == "min-loss" and copy["lr_max"] == summary["lr_max"] and copy["records"] == sweep["records"]
+    assert copy["reused_from"] == str(tmp_path / "sweep" / "lr_range.json")
+
+
+def test_lr_min_rules_choose_the_first_lr_of_training(tmp_path, tiny_data):
+    sweep = tmp_path / "sweep"
+    lr_range.run(TrainConfig(**TINY, out=str(sweep)), tiny_data, sweep)
+    saved = json.loads((sweep / "lr_range.json").read_text())
+    cfg = TrainConfig(
+        **{**TINY, "lr_max": None, "lr_min_rule": "min-loss", "epochs": 1, "peak_epoch": 0.5},
+        lr_range_json=str(sweep / "lr_range.json"),
+        out=str(tmp_path / "run"),
+    )
+    summary = train.train_and_evaluate(cfg, tiny_data)
+    expected = lr_range.suggest_min(
+        {k: np.asarray(v) for k, v in saved["records"].items()}, summary["lr_max"], 10.0, 0.1
+    )["min-loss"]
+    if expected["lr"] is None:  # a fallback is recorded with its reason
+        assert summary["lr"]["lr_min_rule"] == "div" and "cannot decide" in summary["lr"]["lr_min_fallback"]
+        np.testing.assert_allclose(summary["lr_min"], summary["lr_max"] / 10)
+    else:
+        assert summary["lr"]["lr_min_rule"] == "min-loss" and summary["lr_min"] == expected["lr"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    np.testing.assert_allclose(metrics["steps"]["lr"][0], summary["lr_min"], rtol=1e-5)
+    # Given LR_MAX, the rule reads the sweep for LR_MIN alone; without a sweep it is refused.
+    given = dataclasses.replace(cfg, lr_max=0.05, lr_min_rule="rise", out=str(tmp_path / "given"))
+    summary = train.train_and_evaluate(given, tiny_data)
+    assert summary["lr_max"] == 0.05 and summary["lr"]["lr_max"] == "--lr-max"
+    assert summary["lr_min"] < 0.05 and summary["lr"]["lr_min_rule"] in ("rise", "div")
+    with pytest.raises(ValueError, match="lr-min-rule rise reads an LR range test"):
+        dataclasses.replace(given, lr_range_json=None)
 
 
 def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
@@ -148,7 +249,7 @@ def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
     ]
     result = lr_range.main(argv)
     assert result["rule"] == "steepest" and (tmp_path / "lr_range.json").exists()
-    assert "chosen (steepest)" in capsys.readouterr().out
+    assert f"LR_MAX {result['lr_max']:.4g} (steepest rule)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         lr_range.main(argv)
     assert exc.value.code == 2

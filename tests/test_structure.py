@@ -85,7 +85,7 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 def test_the_layers_point_one_way():
     graph = local_graph()
     # The driver is imported by nothing in the package but the multi-run tools.
-    assert {m for m, deps in graph.items() if "train" in deps} == {"seeds"}
+    assert {m for m, deps in graph.items() if "train" in deps} == {"seeds", "rules_study"}
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
     assert graph["model"] == set() and graph["schedule"] <= {"plots", "records", "errors"}
     assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["gradcam"]
@@ -94,11 +94,11 @@ def test_the_layers_point_one_way():
 
 
 def commands():
-    from jaxcifar import augment, evidence, gradcam, lr_range, model, schedule, seeds, train
+    from jaxcifar import augment, evidence, gradcam, lr_range, model, rules_study, schedule, seeds, train
     from jaxcifar.bench import augment_speed, benchmark, ctrl_c, device_check
 
     return [
-        *(train, lr_range, gradcam, schedule, augment, model, seeds, evidence),
+        *(train, lr_range, gradcam, schedule, augment, model, seeds, evidence, rules_study),
         *(benchmark, augment_speed, device_check, ctrl_c),
     ]
 

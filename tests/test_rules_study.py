@@ -1,0 +1,35 @@
+"""Tests for jaxcifar.rules_study: every rule's picks and every pair's training, recorded."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxcifar import rules_study
+
+TINY = (
+    "--data synthetic --n-train 640 --n-test 100 --width 4 --batch-size 64 --epochs 1 --peak-epoch 0.5 "
+    "--lr-range-iters 30 --lr-range-start 1e-3 --lr-range-end 0.5"
+).split()
+
+
+def test_the_study_sweeps_once_per_seed_and_trains_every_pair(tmp_path):
+    out = tmp_path / "study"
+    result = rules_study.main([*TINY, "--seeds", "2", "--out", str(out), "--json", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text())["seeds"] == 2
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("sweep")) == ["sweep-0", "sweep-1"]
+    assert [(r["rule"], r["lr_min_rule"]) for r in result["pairs"]] == list(rules_study.PAIRS)
+    for row in result["pairs"]:
+        finals = [r["final_test_accuracy"] for r in row["runs"]]
+        assert row["final_test_accuracy_mean"] == pytest.approx(np.mean(finals))
+        assert row["final_test_accuracy_std"] == pytest.approx(np.std(finals, ddof=1))
+    # Training seed k uses sweep k's pick: the accuracy/div runs' LR_MAX are the sweeps' own.
+    sweeps = [json.loads((out / f"sweep-{k}" / "lr_range.json").read_text()) for k in range(2)]
+    default = result["pairs"][0]["runs"]
+    assert [r["lr_max"] for r in default] == [s["suggestions"]["accuracy"] for s in sweeps]
+    picks = result["stability"]["lr_max"]["accuracy"]
+    assert picks["values"] == [s["suggestions"]["accuracy"] for s in sweeps]
+    assert picks["log10_std"] == pytest.approx(np.std(np.log10(picks["values"]), ddof=1))
+    with pytest.raises(SystemExit) as exc:  # the study folder is never reused
+        rules_study.main([*TINY, "--seeds", "2", "--out", str(out)])
+    assert exc.value.code == 2
