@@ -142,3 +142,20 @@ def test_ctrl_c_latency_is_measured_on_a_real_run():
     assert result["exit_code"] == 130, result["log_tail"]
     epoch, batch = result["stopped_at"]
     assert epoch >= 1 and 0 <= batch < 10 and 0 < result["signal_to_exit_s"] < 60
+
+
+def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp_path):
+    from jaxcifar.bench import cpu_variants
+
+    out = tmp_path / "variants.json"
+    argv = ["--batch-size", "8", "--width", "4", "--steps", "1", "--rounds", "2", "--no-torch", "--out", str(out)]
+    result = cpu_variants.main([*argv, "--variants", "ynnpack,default,flax-max-pool"])
+    saved = json.loads(out.read_text())
+    assert [r["variant"] for r in saved["rows"]] == ["default", "ynnpack", "flax-max-pool"]
+    for row in saved["rows"]:
+        assert len(row["rounds"]) == 2 and row["images_per_s"] == max(row["rounds"])
+        assert row["vs_default"] == pytest.approx(row["images_per_s"] / saved["rows"][0]["images_per_s"])
+    assert result["batch_size"] == 8 and saved["rows"][0]["vs_default"] == 1.0
+    with pytest.raises(SystemExit) as exc:
+        cpu_variants.main([*argv, "--variants", "fast", "--force"])
+    assert exc.value.code == 2

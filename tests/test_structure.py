@@ -95,11 +95,11 @@ def test_the_layers_point_one_way():
 
 def commands():
     from jaxcifar import augment, evidence, gradcam, lr_range, model, rules_study, schedule, seeds, train
-    from jaxcifar.bench import augment_speed, benchmark, ctrl_c, device_check
+    from jaxcifar.bench import augment_speed, benchmark, cpu_variants, ctrl_c, device_check
 
     return [
         *(train, lr_range, gradcam, schedule, augment, model, seeds, evidence, rules_study),
-        *(benchmark, augment_speed, device_check, ctrl_c),
+        *(benchmark, augment_speed, device_check, ctrl_c, cpu_variants),
     ]
 
 
@@ -170,3 +170,5 @@ def test_importing_jaxcifar_switches_ynnpack_off_on_cpu_and_keeps_the_users_flag
     assert flags == ["--xla_force_host_platform_device_count=2", "--xla_cpu_experimental_ynn_fusion_type="]
     own = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
     assert run_python(shown, own).split() == [own]  # a user's own choice stays
+    kept = run_python("import os; os.environ['JAXCIFAR_YNNPACK'] = '1'; import jaxcifar; " + CONV_HLO, None)
+    assert kept.strip() == "True"  # JAXCIFAR_YNNPACK=1: JAX's default

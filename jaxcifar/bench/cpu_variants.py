@@ -1,0 +1,142 @@
+"""What each CPU speed idea gives: the training step in several variants, side by side in one run.
+
+    python scripts/cpu_variants.py --batch-size 512 --out results/cpu-step-variants.json   # ~15 min on 2 cores
+
+Each variant of jaxcifar's training step runs in a fresh process (XLA flags only
+take effect before JAX starts), in interleaved rounds, so a slow minute of the
+machine falls on every variant alike; the figure kept is each variant's best
+round. PyTorch's eager and channels-last steps of the same network join the same
+run where torch is installed. Ratios are to jaxcifar's step as it ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from jaxcifar import records
+from jaxcifar.errors import entry_point
+
+YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+# name: (what it is, environment, settings). "default" is jaxcifar as it ships.
+VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+    "default": ("jaxcifar: Eigen convolutions (YNNPACK off), XLA's kernel gradient, argmax max-pool gradient", {}, {}),
+    "ynnpack": ("XLA:CPU's default YNNPACK convolutions", {"JAXCIFAR_YNNPACK": "1"}, {}),
+    "ynnpack-taps": (
+        "YNNPACK convolutions, kernel gradient as nine matmuls",
+        {"JAXCIFAR_YNNPACK": "1"},
+        {"kernel_grad": "taps"},
+    ),
+    "taps": ("kernel gradient as nine matmuls", {}, {"kernel_grad": "taps"}),
+    "flax-max-pool": ("Flax's max-pool (XLA's select_and_scatter gradient)", {}, {"max_pool": "flax"}),
+    "vector-512": ("XLA loops with 512-bit vectors", {"XLA_FLAGS": f"{YNN_OFF} --xla_cpu_prefer_vector_width=512"}, {}),
+    "bfloat16": ("bfloat16 compute (changes the numbers; not the CPU default)", {}, {"dtype": "bfloat16"}),
+}
+
+
+def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
+    """Runs in the variant's own process: images/s of `steps` training steps after a warm-up."""
+    import flax.linen as nn
+    import jax
+    import numpy as np
+
+    from jaxcifar import model, parallel
+    from jaxcifar import steps as steps_lib
+    from jaxcifar.config import TrainConfig
+    from jaxcifar.schedule import one_cycle
+
+    settings = dict(VARIANTS[variant][2])
+    if settings.pop("max_pool", None) == "flax":
+        model.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+    config = TrainConfig(width=width, batch_size=batch_size, **settings)
+    schedule = one_cycle(0.004, 0.04, 97)
+    mesh = parallel.make_mesh(1)
+    state = parallel.put_replicated(steps_lib.initial_state(config, schedule), mesh)
+    compiled = steps_lib.compile_run_steps(config, state, mesh, schedule, with_eval=False)
+    rng = np.random.default_rng(0)
+    batch = (rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch_size))
+    batch = parallel.put_batch((batch[0], batch[1].astype(np.int32)), mesh)
+    state, metrics = compiled.train(state, batch)
+    jax.block_until_ready(metrics)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = compiled.train(state, batch)
+    jax.block_until_ready(metrics)
+    return {"images_per_s": steps * batch_size / (time.perf_counter() - t0), "compile_s": compiled.compile_seconds}
+
+
+def run_variant(variant: str, batch_size: int, steps: int, width: int) -> dict:
+    env = {**os.environ, **VARIANTS[variant][1]}
+    command = [sys.executable, "-m", "jaxcifar.bench.cpu_variants", "--worker", variant]
+    command += ["--batch-size", str(batch_size), "--steps", str(steps), "--width", str(width)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(variants: Sequence[str], batch_size: int, steps: int, rounds: int, width: int, torch: bool) -> dict:
+    rows = {v: {"variant": v, "what": VARIANTS[v][0], "rounds": []} for v in variants}
+    for _ in range(rounds):
+        for v in variants:
+            rows[v]["rounds"].append(run_variant(v, batch_size, steps, width)["images_per_s"])
+            print(f"{v:<15} {rows[v]['rounds'][-1]:8.1f} img/s", flush=True)
+    for row in rows.values():
+        row["images_per_s"] = max(row["rounds"])
+    base = rows[variants[0]]["images_per_s"]
+    for row in rows.values():
+        row["vs_default"] = row["images_per_s"] / base
+    result = {"batch_size": batch_size, "width": width, "steps": steps, "rounds": rounds, "rows": list(rows.values())}
+    if torch:
+        try:
+            from jaxcifar.bench import torch_reference
+        except ImportError:
+            result["torch"] = []
+        else:
+            result["torch"] = []
+            for variant in ("eager", "channels_last"):
+                t = torch_reference.measure(variant, batch_size, width, steps)
+                t["default_vs_torch"] = base / t["images_per_s"]
+                result["torch"].append(t)
+                print(f"torch {variant:<9} {t['images_per_s']:8.1f} img/s", flush=True)
+    return result
+
+
+@entry_point
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python scripts/cpu_variants.py",
+        description="Time variants of the CPU training step (one process each), side by side with PyTorch.",
+    )
+    parser.add_argument("--batch-size", type=int, default=512, help="images per step (default: 512)")
+    parser.add_argument("--width", type=int, default=64, help="base width (default: 64)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per round (default: 3)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best counts (default: 2)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
+    parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch (default: measured if installed)")
+    parser.add_argument("--out", default=None, help="JSON record (default: print only)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists (default: off)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.batch_size, args.steps, args.width)))
+        return {}
+    variants = args.variants.split(",")
+    if unknown := [v for v in variants if v not in VARIANTS]:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if variants[0] != "default":
+        variants = ["default", *[v for v in variants if v != "default"]]
+    if args.out:
+        records.refuse_overwrite(args.out, force=args.force)
+    result = {**records.provenance(), **measure(variants, args.batch_size, args.steps, args.rounds, args.width,
+                                                not args.no_torch)}  # fmt: skip
+    if args.out:
+        records.write_json(args.out, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
