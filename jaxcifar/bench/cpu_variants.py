@@ -19,8 +19,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from jaxcifar import records
+import flax.linen as nn
+import jax
+import numpy as np
+
+from jaxcifar import model, parallel, records
+from jaxcifar import steps as steps_lib
+from jaxcifar.config import TrainConfig
 from jaxcifar.errors import entry_point
+from jaxcifar.schedule import one_cycle
 
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 # name: (what it is, environment, settings). "default" is jaxcifar as it ships.
@@ -41,15 +48,6 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
 
 def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     """Runs in the variant's own process: images/s of `steps` training steps after a warm-up."""
-    import flax.linen as nn
-    import jax
-    import numpy as np
-
-    from jaxcifar import model, parallel
-    from jaxcifar import steps as steps_lib
-    from jaxcifar.config import TrainConfig
-    from jaxcifar.schedule import one_cycle
-
     settings = dict(VARIANTS[variant][2])
     if settings.pop("max_pool", None) == "flax":
         model.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
