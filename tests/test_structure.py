@@ -13,6 +13,7 @@ LATE_IMPORTS = {
     ("data", "tensorflow_datasets"),  # --data tfds only
     ("data", "PIL"),  # image-folder sources only
     ("bench.benchmark", "jaxcifar.bench.torch_reference"),  # where torch is installed
+    ("bench.cpu_variants", "jaxcifar.bench.torch_reference"),
 }
 
 
@@ -122,11 +123,13 @@ def parser_of(main, monkeypatch):
 
 
 def test_every_flag_of_every_command_says_what_it_does_and_its_default(monkeypatch):
+    import argparse
+
     for module in commands():
         parser = parser_of(module.main, monkeypatch)
         assert parser.description and not parser.description.startswith(module.__name__), module.__name__
         for action in parser._actions:
-            if action.dest == "help":
+            if action.dest == "help" or action.help == argparse.SUPPRESS:  # help and hidden internals
                 continue
             text = action.help or ""
             documented = "default" in text or "required" in text or action.required or not action.option_strings
