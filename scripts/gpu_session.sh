@@ -19,7 +19,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d .whl albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.3 pydantic-core==2.50.4 \
-#     annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.15.0 simsimd==6.5.16 stringzilla==5.3.2
+#     annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0 simsimd==6.5.16 stringzilla==5.3.2
 #   (the image lacks albumentations and these needs of it; pydantic 2.14 needs typing-extensions >= 4.16 where the
 #   image's is older; about 8 MB) and carry [".carry", ".whl"].
 # Environment: OUT (default /tmp/out), DATA (default .carry/cifar10-jpeg.tar.gz), BUDGET (seconds a stage may

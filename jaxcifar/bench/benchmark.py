@@ -69,19 +69,24 @@ class Compiled:
         return steps, mesh, jax.tree.map(lambda x: x.copy(), state)
 
 
+def train_rate(train, state, batch, batch_size: int, steps: int, warmup: int = 2):
+    """(state, images/s of `steps` training steps on one batch, after `warmup` untimed ones)."""
+    for _ in range(warmup):
+        state, metrics = train(state, batch)
+    jax.block_until_ready(metrics)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = train(state, batch)
+    jax.block_until_ready(metrics)
+    return state, steps * batch_size / (time.perf_counter() - t0)
+
+
 def step_throughput(compiled: Compiled, config: TrainConfig, steps: int, warmup: int = 2) -> dict:
     """Compile seconds and images/s of the training step and the eval step."""
     run, mesh, state = compiled.get(config)
     images, labels = random_data(config.batch_size)
     batch = parallel.put_batch((images.astype(np.float32) / 255.0, labels), mesh)
-    for _ in range(warmup):
-        state, metrics = run.train(state, batch)
-    jax.block_until_ready(metrics)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        state, metrics = run.train(state, batch)
-    jax.block_until_ready(metrics)
-    train_rate = steps * config.batch_size / (time.perf_counter() - t0)
+    state, rate = train_rate(run.train, state, batch, config.batch_size, steps, warmup)
     eval_batch = parallel.put_batch((batch[0], batch[1], jnp.ones(config.batch_size)), mesh)
     jax.block_until_ready(run.eval(state, eval_batch))
     t0 = time.perf_counter()
@@ -95,12 +100,12 @@ def step_throughput(compiled: Compiled, config: TrainConfig, steps: int, warmup:
         "kernel_grad": model.kernel_grad,
         "batch_size": config.batch_size,
         "compile_s": run.compile_seconds,
-        "train_images_per_s": train_rate,
+        "train_images_per_s": rate,
         "eval_images_per_s": eval_rate,
         # Forward, input gradient and kernel gradient: 3x the forward FLOPs per image.
-        "train_tflop_per_s": 3 * forward_flops(config.width) * train_rate / 1e12,
+        "train_tflop_per_s": 3 * forward_flops(config.width) * rate / 1e12,
         # The recipe's 24 x 97 steps of 512 at this rate, training alone.
-        "projected_24_epochs_s": RECIPE_IMAGES / train_rate,
+        "projected_24_epochs_s": RECIPE_IMAGES / rate,
     }
 
 

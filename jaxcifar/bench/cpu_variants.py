@@ -16,15 +16,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 
 import flax.linen as nn
-import jax
 import numpy as np
 
 from jaxcifar import model, parallel, records
 from jaxcifar import steps as steps_lib
+from jaxcifar.bench import benchmark
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import entry_point
 from jaxcifar.schedule import one_cycle
@@ -59,13 +58,8 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     rng = np.random.default_rng(0)
     batch = (rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch_size))
     batch = parallel.put_batch((batch[0], batch[1].astype(np.int32)), mesh)
-    state, metrics = compiled.train(state, batch)
-    jax.block_until_ready(metrics)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        state, metrics = compiled.train(state, batch)
-    jax.block_until_ready(metrics)
-    return {"images_per_s": steps * batch_size / (time.perf_counter() - t0), "compile_s": compiled.compile_seconds}
+    _, rate = benchmark.train_rate(compiled.train, state, batch, batch_size, steps, warmup=1)
+    return {"images_per_s": rate, "compile_s": compiled.compile_seconds}
 
 
 def run_variant(variant: str, batch_size: int, steps: int, width: int) -> dict:
