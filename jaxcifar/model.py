@@ -19,7 +19,8 @@ kind of weights as the PyTorch original: `nn.Conv2d` and `nn.Linear` draw their
 weights from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5)),
 where fan_in = kernel height * kernel width * input channels; BatchNorm starts at
 scale 1 and bias 0. BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1, which
-is 0.9 in Flax's convention (new = 0.9 * old + 0.1 * batch). One difference
+is 0.9 in Flax's convention (new = 0.9 * old + 0.1 * batch), and computes the
+batch variance in two passes, as PyTorch does. One difference
 remains: PyTorch's running variance uses the unbiased batch variance (n / (n-1)),
 Flax the biased one; with n >= 8192 values per channel at batch 512 the two
 differ by less than 0.02%.
@@ -170,6 +171,11 @@ class ConvBN(nn.Module):
             momentum=0.9,
             epsilon=1e-5,
             dtype=self.dtype,
+            # Variance as the mean of squared deviations, as PyTorch computes it, not
+            # E[x^2] - E[x]^2 (Flax's default): over a batch of 512 the float32 sums
+            # cancel, and the step's gradient was 1.9e-3 away from float64's (9e-5 with
+            # this), for 4% of the CPU step's time.
+            use_fast_variance=False,
             name="bn",
         )(x)
         return nn.relu(x)

@@ -75,11 +75,20 @@ def test_a_step_on_device_augmented_batches_equals_the_host_step():
     x, y = BatchLoader(images, labels, 64, train=True, augment="numpy").batch(0, 0)
     raw_batch = BatchLoader(images, labels, 64, train=True, augment="device").batch(0, 0)
     copy = jax.tree.map(np.array, state)  # the steps donate their input state
+    other = BatchLoader(images, labels, 64, train=True, augment="device", seed=1).batch(0, 0)  # other draws
+    copy2 = jax.tree.map(np.array, state)
     a, ma = host_steps.train(state, parallel.put_batch((x, y), mesh))
     b, mb = device_steps.train(copy, parallel.put_batch(raw_batch, mesh))
+    c, _ = device_steps.train(copy2, parallel.put_batch(other, mesh))
     np.testing.assert_allclose(float(mb["loss"]), float(ma["loss"]), rtol=1e-5)
-    for pa, pb in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
-        np.testing.assert_allclose(np.asarray(pb), np.asarray(pa), rtol=1e-4, atol=1e-6)
+
+    def apart(s, t):  # ||s - t|| / ||t|| over all parameters
+        s, t = (np.concatenate([np.ravel(p) for p in jax.tree.leaves(u.params)]) for u in (s, t))
+        return np.linalg.norm(s - t) / np.linalg.norm(t)
+
+    # The same step to float rounding (the images differ by 1e-6, the normalisation's
+    # rounding): measured 2.7e-6 apart. Other random choices put it 1e-2 apart, 3,800x as far.
+    assert apart(b, a) < 2e-5 and apart(c, a) > 100 * apart(b, a)
 
 
 def test_a_run_with_device_augmentation_sweeps_and_trains(tmp_path):
