@@ -106,8 +106,11 @@ class RunLog:
         s = self.steps_per_epoch
         return {k: v[epoch * s : (epoch + 1) * s] for k, v in self.steps.items()}
 
-    def end_epoch(self, epoch: int, test: dict, seconds: float, eval_seconds: float, images: int) -> dict:
-        """Adds epoch `epoch`'s row (its steps must be in) and returns it."""
+    def end_epoch(self, epoch: int, test: dict, seconds: float, eval_seconds: float, images_per_second: float) -> dict:
+        """Adds epoch `epoch`'s row (its steps must be in) and returns it.
+
+        `seconds` is the epoch's training time, over every session that trained it.
+        """
         steps = self.epoch_steps(epoch)
         row = {
             "train_loss": float(np.mean(steps["loss"])),
@@ -117,7 +120,7 @@ class RunLog:
             "lr": steps["lr"][-1],
             "seconds": seconds,
             "eval_seconds": eval_seconds,
-            "images_per_second": images / seconds,
+            "images_per_second": images_per_second,
         }
         if self.tta:
             row.update(test_loss_tta=test["tta_loss"], test_accuracy_tta=test["tta_accuracy"])
@@ -164,7 +167,7 @@ def epoch_line(epoch: int, epochs: int, row: dict, batches: int, steps_per_epoch
     """The one line printed per epoch; a resumed epoch's speed is marked as partial."""
     speed = f"{row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
     if batches < steps_per_epoch:
-        speed = f"{speed} (resumed: {batches} of {steps_per_epoch} batches timed)"
+        speed = f"{speed} (resumed: the speed of this session's {batches} of {steps_per_epoch} batches)"
     return (
         f"epoch {epoch + 1:>2}/{epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:6.2f}%"
         f"  test loss {row['test_loss']:.4f} acc {100 * row['test_accuracy']:6.2f}%"
@@ -470,14 +473,16 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
         if config.resume:
             state, meta = ckpt.restore(abstract_state(state, mesh))
             position = Position(meta["epoch"], meta["batch"], meta["step"])
+            carried = float(meta.get("epoch_seconds", 0.0)) if position.batch else 0.0
             log = RunLog.read(out / "metrics.json", position, config.tta)
             say(f"Resuming {out} at epoch {position.epoch + 1}, batch {position.batch} (step {position.step}).")
         else:
             state = parallel.put_replicated(state, mesh)
             position = Position(0, 0, 0)
             log = RunLog(steps_per_epoch, config.tta)
+            carried = 0.0
             ckpt.save(state, position)  # a last good checkpoint exists from the start
-        summary = _train(config, ds, mesh, schedule, state, ckpt, log, position, out)
+        summary = _train(config, ds, mesh, schedule, state, ckpt, log, position, carried, out)
     summary = {**summary, "lr": lr_info, "data_source": ds.source, **env}
     if main_process:
         records.write_json(out / "summary.json", summary)
@@ -500,8 +505,12 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
     return summary
 
 
-def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, position: Position, out: Path) -> dict:
-    """The epoch loop from `position`; returns the summary without provenance."""
+def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, position: Position, carried: float,
+           out: Path) -> dict:  # fmt: skip
+    """The epoch loop from `position`; returns the summary without provenance.
+
+    `carried`: seconds spent on `position`'s epoch by earlier sessions of the run.
+    """
     main_process = jax.process_index() == 0
     steps_per_epoch = log.steps_per_epoch
     train_loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
@@ -518,10 +527,11 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
         flush=True,
     )
 
-    def save(epoch: int, batch: int, test_accuracy: float | None = None) -> None:
+    def save(epoch: int, batch: int, test_accuracy: float | None = None, epoch_seconds: float = 0.0) -> None:
         if main_process:
             log.write(out / "metrics.json")  # before the checkpoint: resume cuts it back to the checkpoint
-        ckpt.save(state, Position(epoch, batch, epoch * steps_per_epoch + batch), test_accuracy)
+        position_ = Position(epoch, batch, epoch * steps_per_epoch + batch)
+        ckpt.save(state, position_, test_accuracy, epoch_seconds=epoch_seconds)
 
     status, message = "completed", ""
     with StopRequest() as stop:
@@ -532,11 +542,12 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
                 progress = Progress(config.progress, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", first)
                 result = run_epoch(steps, state, train_loader.epoch(epoch, start=first), stop, progress, estimate)
                 state = result.state
+                seconds = result.seconds + (carried if epoch == position.epoch else 0.0)
                 log.add_steps(result.metrics)
                 check_finite(result.metrics, epoch, first, steps_per_epoch)
                 if not result.completed:  # a stop was requested
                     batch = first + len(result.metrics)
-                    save(epoch, batch)
+                    save(epoch, batch, epoch_seconds=seconds)
                     status = "interrupted"
                     message = (
                         f"Stopped at epoch {epoch + 1}, batch {batch}; checkpoint saved. Continue with: "
@@ -545,9 +556,8 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
                     break
                 t1 = time.perf_counter()
                 test = steps_lib.evaluate(steps, state, test_batches)
-                row = log.end_epoch(
-                    epoch, test, result.seconds, time.perf_counter() - t1, len(result.metrics) * config.batch_size
-                )
+                rate = len(result.metrics) * config.batch_size / result.seconds  # this session's speed
+                row = log.end_epoch(epoch, test, seconds, time.perf_counter() - t1, rate)
                 say(epoch_line(epoch, config.epochs, row, len(result.metrics), steps_per_epoch), flush=True)
                 last = epoch + 1 == config.epochs
                 if last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):

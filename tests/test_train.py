@@ -163,6 +163,8 @@ def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(
     assert first["status"] == "interrupted"
     state, meta = final_state(tmp_path / "cut", cut_cfg)
     assert (meta["epoch"], meta["batch"]) == stopped_at
+    # A stop mid-epoch keeps the epoch's seconds so far; the resumed epoch's time adds them.
+    assert (meta["epoch_seconds"] > 0) == (stopped_at[1] > 0)
     assert int(state.step) == 10 * stopped_at[0] + stopped_at[1]
     resumed = train.train_and_evaluate(TrainConfig(out=str(tmp_path / "cut"), resume=True, progress=False), ds)
     assert resumed["status"] == "completed"
@@ -176,6 +178,7 @@ def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(
     cut_m = read(tmp_path / "cut" / "metrics.json")
     assert full_m["steps"] == cut_m["steps"]
     assert full_m["epochs"]["test_accuracy"] == cut_m["epochs"]["test_accuracy"]
+    assert cut_m["epochs"]["seconds"][stopped_at[0]] > meta["epoch_seconds"]
 
 
 def test_checkpoint_every_0_keeps_only_the_last(tmp_path):
@@ -263,7 +266,7 @@ def test_data_unchanged_by_a_resume_of_a_finished_run(tiny_run, capsys):
 def test_epoch_line_marks_a_resumed_epochs_speed_as_partial():
     row = {"train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.2, "test_accuracy": 0.4, "lr": 0.01,
            "seconds": 1.4, "images_per_second": 94.0}  # fmt: skip
-    assert "(resumed: 2 of 97 batches timed)" in train.epoch_line(3, 24, row, 2, 97)
+    assert "(resumed: the speed of this session's 2 of 97 batches)" in train.epoch_line(3, 24, row, 2, 97)
     assert "resumed" not in train.epoch_line(3, 24, row, 97, 97)
 
 
