@@ -87,8 +87,9 @@ def test_a_step_on_device_augmented_batches_equals_the_host_step():
         return np.linalg.norm(s - t) / np.linalg.norm(t)
 
     # The same step to float rounding (the images differ by 1e-6, the normalisation's
-    # rounding): measured 2.7e-6 apart. Other random choices put it 1e-2 apart, 3,800x as far.
-    assert apart(b, a) < 2e-5 and apart(c, a) > 100 * apart(b, a)
+    # rounding): measured 2.0e-5 apart with XLA's own CPU kernels (1.6e-8 with
+    # YNNPACK's). Other random choices put it 1.0e-2 apart, 500x as far.
+    assert apart(b, a) < 1e-4 and apart(c, a) > 100 * apart(b, a)
 
 
 def test_a_run_with_device_augmentation_sweeps_and_trains(tmp_path):
