@@ -156,6 +156,9 @@ def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp
         assert len(row["rounds"]) == 2 and row["images_per_s"] == max(row["rounds"])
         assert row["vs_default"] == pytest.approx(row["images_per_s"] / saved["rows"][0]["images_per_s"])
     assert result["batch_size"] == 8 and saved["rows"][0]["vs_default"] == 1.0
+    # Each variant's XLA ran with its own YNNPACK setting, not the one this process inherited.
+    flags = {r["variant"]: r["xla_flags"] for r in saved["rows"]}
+    assert cpu_variants.YNN_OFF in flags["default"] and cpu_variants.YNN_OFF not in flags["ynnpack"]
     with pytest.raises(SystemExit) as exc:
         cpu_variants.main([*argv, "--variants", "fast", "--force"])
     assert exc.value.code == 2

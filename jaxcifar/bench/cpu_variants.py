@@ -59,11 +59,23 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     batch = (rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch_size))
     batch = parallel.put_batch((batch[0], batch[1].astype(np.int32)), mesh)
     _, rate = benchmark.train_rate(compiled.train, state, batch, batch_size, steps, warmup=1)
-    return {"images_per_s": rate, "compile_s": compiled.compile_seconds}
+    return {"images_per_s": rate, "compile_s": compiled.compile_seconds, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """The environment of a variant's process.
+
+    This process imported jaxcifar, which appended YNN_OFF to its XLA_FLAGS; a child
+    inheriting that would run without YNNPACK whatever JAXCIFAR_YNNPACK says. So the
+    switch is taken out here: the child's own import puts it back unless the variant
+    keeps YNNPACK.
+    """
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(YNN_OFF.rstrip("="))]
+    return {**os.environ, "XLA_FLAGS": " ".join(flags), **VARIANTS[variant][1]}
 
 
 def run_variant(variant: str, batch_size: int, steps: int, width: int) -> dict:
-    env = {**os.environ, **VARIANTS[variant][1]}
+    env = variant_env(variant)
     command = [sys.executable, "-m", "jaxcifar.bench.cpu_variants", "--worker", variant]
     command += ["--batch-size", str(batch_size), "--steps", str(steps), "--width", str(width)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -74,7 +86,9 @@ def measure(variants: Sequence[str], batch_size: int, steps: int, rounds: int, w
     rows = {v: {"variant": v, "what": VARIANTS[v][0], "rounds": []} for v in variants}
     for _ in range(rounds):
         for v in variants:
-            rows[v]["rounds"].append(run_variant(v, batch_size, steps, width)["images_per_s"])
+            measured = run_variant(v, batch_size, steps, width)
+            rows[v]["rounds"].append(measured["images_per_s"])
+            rows[v]["xla_flags"] = measured["xla_flags"]  # what the variant's XLA really ran with
             print(f"{v:<15} {rows[v]['rounds'][-1]:8.1f} img/s", flush=True)
     for row in rows.values():
         row["images_per_s"] = max(row["rounds"])
