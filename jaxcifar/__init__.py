@@ -25,11 +25,10 @@ __version__ = "0.2.0"
 
 # XLA:CPU (jaxlib 0.10) hands convolutions and dots to YNNPACK by default. Its
 # convolution kernel gradients slow down more than linearly with the batch: on the
-# 2-core development CPU, the training step at batch 512 ran at 57 images/s with
-# YNNPACK and 124 without (Eigen's convolutions), 84 against 127 at batch 128
-# (results/cpu-step-variants.json). The flag only reaches XLA if it is set before JAX
-# starts its CPU backend; a value the user set is kept, and JAXCIFAR_YNNPACK=1 keeps
-# JAX's default.
+# 2-core development CPU, the training step at batch 512 ran at 54 images/s with
+# YNNPACK and 118 without (Eigen's convolutions; results/cpu-step-variants.json).
+# The flag only reaches XLA if it is set before JAX starts its CPU backend; a value
+# the user set is kept, and JAXCIFAR_YNNPACK=1 keeps JAX's default.
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 if _YNN_FLAG not in os.environ.get("XLA_FLAGS", "") and os.environ.get("JAXCIFAR_YNNPACK") != "1":
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()

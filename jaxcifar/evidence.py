@@ -350,13 +350,34 @@ def block_results(root: Path) -> str:
     )
 
 
+CPU24_FIGURES = (
+    ("accuracy", "accuracy, 24 epochs on CPU"),
+    ("loss_accuracy", "loss and accuracy, 24 epochs on CPU"),
+    ("one_cycle", "learning rate used, 24 epochs on CPU"),
+    ("gradcam_grid", "Grad-CAM, 24 epochs on CPU"),
+)
+
+
 def block_cpu24_epochs(root: Path) -> str:
+    """The 24-epoch CPU run per epoch beside the original, and its figures; until
+    results/cpu-24.json exists, a sentence that says the run is under way."""
+    if not (root / "results" / "cpu-24.json").exists():
+        return (
+            "The run is under way (about 3 hours of the 2-core machine, resumed across\n"
+            "sessions); its table and figures appear here when it has finished.\n"
+        )
     r = _read(root, "cpu-24")
     ours = r["epochs"]["test_accuracy"]
     cells = [[str(i + 1), f"{100 * a:.2f}", f"{ORIGINAL_TEST_ACCURACY[i]:.2f}"] for i, a in enumerate(ours)]
+    figures = "".join(
+        f"![{alt}](figures/{stem}-cpu-24.png)\n"
+        for stem, alt in CPU24_FIGURES
+        if (root / "figures" / f"{stem}-cpu-24.png").exists()
+    )
     return (
         _table(["epoch", "test accuracy %, jaxcifar (CPU, JPEG data)", "test accuracy %, the PyTorch original"], cells)
-        + f"\n(`{r['command']}`)\n"
+        + f"\n(`{r['command']}`)\n\n"
+        + figures
     )
 
 
@@ -400,7 +421,7 @@ def readme_problems(text: str, root: Path = Path(".")) -> list[str]:
     outside = BLOCK.sub("", text)
     for figure in sorted(set(re.findall(r"\b\d+\.\d+%", outside)) - QUOTED):
         problems.append(f"{figure} stands outside a generated block: put it in one, or quote its source in QUOTED")
-    for figure in re.findall(r"\b[\d,.]+ (?:img/s|images/s)", outside):
+    for figure in re.findall(r"\b\d[\d,.]* (?:img/s|images/s)", outside):
         problems.append(f"{figure!r} stands outside a generated block")
     return problems
 
