@@ -1,6 +1,7 @@
 """Tests for jaxcifar.evidence: a run brought into results/ and figures/, never overwriting."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,10 @@ def test_the_24_epoch_block_says_the_run_is_under_way_until_its_results_exist(tm
     made = evidence.block_cpu24_epochs(tmp_path)
     assert "| 1 | 31.41 | 48.40 |" in made and "| 3 | 49.52 | 68.11 |" in made and "| 4 |" not in made
     assert "(figures/accuracy-cpu-24.png)" in made and "gradcam_grid-cpu-24" not in made  # only figures that exist
+
+
+def test_every_file_the_readme_links_is_committed():
+    root = Path(__file__).resolve().parents[1]
+    linked = set(re.findall(r"\]\(((?:figures|results)/[^)]+)\)", (root / "README.md").read_text()))
+    assert len(linked) >= 5  # the pattern finds the links
+    assert sorted(p for p in linked if not (root / p).exists()) == []
