@@ -65,12 +65,14 @@ def test_the_24_epoch_block_says_the_run_is_under_way_until_its_results_exist(tm
     assert "under way" in evidence.block_cpu24_epochs(tmp_path)
     (tmp_path / "results").mkdir()
     accuracies = [0.3141, 0.479, 0.4952]
-    record = {"epochs": {"test_accuracy": accuracies}, "command": "python -m jaxcifar.train --tta"}
+    epochs = {"test_accuracy": accuracies, "seconds": [400.0, 410.0, 700.0], "eval_seconds": [40.0, 42.0, 45.0]}
+    record = {"epochs": epochs, "command": "python -m jaxcifar.train --tta"}
     (tmp_path / "results" / "cpu-24.json").write_text(json.dumps(record))
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "accuracy-cpu-24.png").write_bytes(b"png")
     made = evidence.block_cpu24_epochs(tmp_path)
-    assert "| 1 | 31.41 | 48.40 |" in made and "| 3 | 49.52 | 68.11 |" in made and "| 4 |" not in made
+    assert "| 1 | 31.41 | 48.40 | 440 |" in made and "| 3 | 49.52 | 68.11 | 745 |" in made and "| 4 |" not in made
+    assert "the median epoch took 452 s" in made
     assert "(figures/accuracy-cpu-24.png)" in made and "gradcam_grid-cpu-24" not in made  # only figures that exist
 
 
