@@ -188,16 +188,24 @@ def choose(result: dict, rule: str, min_rule: str, div: float, fraction: float) 
     """
     rec = {k: np.asarray(v, dtype=np.float64) for k, v in result["records"].items()}
     lr_max = suggest(rec)[rule]
+    return {"lr_max": lr_max, **pick_min(rec, lr_max, min_rule, div, fraction)}
+
+
+def pick_min(rec: dict[str, np.ndarray], lr_max: float, min_rule: str, div: float, fraction: float) -> dict:
+    """LR_MIN for `lr_max` by `min_rule`, or by div where that rule cannot decide.
+
+    Returns {"lr_min", "lr_min_rule" (the rule that gave it), "fallback" (why not
+    `min_rule`, else None)}.
+    """
     found = suggest_min(rec, lr_max, div, fraction)
     chosen = found[min_rule]
     if chosen["lr"] is None:
         return {
-            "lr_max": lr_max,
             "lr_min": found["div"]["lr"],
             "lr_min_rule": "div",
             "fallback": f"the {min_rule} rule cannot decide: {chosen['note']}; LR_MIN = LR_MAX / {div:g}",
         }
-    return {"lr_max": lr_max, "lr_min": chosen["lr"], "lr_min_rule": min_rule, "fallback": None}
+    return {"lr_min": chosen["lr"], "lr_min_rule": min_rule, "fallback": None}
 
 
 def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
@@ -292,7 +300,6 @@ def run(config: TrainConfig, ds: CIFAR10, out: str | Path, mesh=None) -> dict:
         f"LR range test: {result['iterations']} iterations in {result['seconds']:.1f} s ({result['stopped']}); "
         f"LR_MAX suggestions: {', '.join(f'{r} {v:.4g}' for r, v in result['suggestions'].items())}"
     )
-    announce(result)
     return result
 
 
@@ -403,7 +410,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     records.check_writable(out)
     config = dataclasses.replace(config, out=str(out))
     steps_lib.enable_compilation_cache(config)
-    return run(config, load_data(config), out)
+    result = run(config, load_data(config), out)
+    announce(result)
+    return result
 
 
 if __name__ == "__main__":

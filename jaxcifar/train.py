@@ -270,21 +270,17 @@ def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float
     if config.lr_min is not None:
         lr_min = float(config.lr_min)
         info["lr_min"] = "--lr-min"
-    elif config.lr_min_rule == "div" or sweep is None:
+    elif sweep is None:
         lr_min = lr_max / config.lr_div
         info["lr_min_rule"] = "div"
-    else:
-        records_ = {k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()}
-        found = lr_range.suggest_min(records_, lr_max, config.lr_div, config.lr_min_fraction)[config.lr_min_rule]
-        if found["lr"] is None:
-            lr_min = lr_max / config.lr_div
-            info.update(
-                lr_min_rule="div", lr_min_fallback=f"the {config.lr_min_rule} rule cannot decide: {found['note']}"
-            )
-            say(f"warning: {info['lr_min_fallback']}; LR_MIN = LR_MAX / {config.lr_div:g}", file=sys.stderr)
-        else:
-            lr_min = found["lr"]
-            info["lr_min_rule"] = config.lr_min_rule
+    else:  # for the sweep's LR_MAX or the one given
+        rec = {k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()}
+        picked = lr_range.pick_min(rec, lr_max, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
+        lr_min = picked["lr_min"]
+        info["lr_min_rule"] = picked["lr_min_rule"]
+        if picked["fallback"]:
+            info["lr_min_fallback"] = picked["fallback"]
+            say(f"warning: {picked['fallback']}", file=sys.stderr)
     if lr_min > lr_max:
         raise UsageError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
     if sweep is not None:

@@ -241,6 +241,13 @@ def test_lr_min_rules_choose_the_first_lr_of_training(tmp_path, tiny_data):
         dataclasses.replace(given, lr_range_json=None)
 
 
+def test_a_run_that_sweeps_says_its_lr_pair_once(tmp_path, tiny_data, capsys):
+    cfg = TrainConfig(**{**TINY, "lr_max": None, "epochs": 1, "peak_epoch": 0.5}, out=str(tmp_path / "run"))
+    summary = train.train_and_evaluate(cfg, tiny_data)
+    out = capsys.readouterr().out
+    assert out.count(f"LR_MAX {summary['lr_max']:.4g}") == 1 and out.count(f"LR_MIN {summary['lr_min']:.4g}") == 1
+
+
 def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
     argv = [
         *"--data synthetic --n-train 640 --width 4 --batch-size 64 --num-iter 20 --rule steepest --out".split(),
