@@ -29,6 +29,6 @@ __version__ = "0.2.0"
 # YNNPACK and 118 without (Eigen's convolutions; results/cpu-step-variants.json).
 # The flag only reaches XLA if it is set before JAX starts its CPU backend; a value
 # the user set is kept, and JAXCIFAR_YNNPACK=1 keeps JAX's default.
-_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-if _YNN_FLAG not in os.environ.get("XLA_FLAGS", "") and os.environ.get("JAXCIFAR_YNNPACK") != "1":
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"  # "=" with no value: YNNPACK off
+if YNN_FLAG not in os.environ.get("XLA_FLAGS", "") and os.environ.get("JAXCIFAR_YNNPACK") != "1":
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {YNN_FLAG}=".strip()

@@ -134,9 +134,9 @@ class Conv3x3(nn.Module):
 
     kernel_grad="taps" computes the kernel gradient as nine matmuls, one per kernel
     tap, instead of XLA's convolution. It paid off on XLA:CPU with YNNPACK's
-    convolutions (the training step at batch 512: 57 -> 78 images/s); with the
-    Eigen convolutions jaxcifar selects on CPUs, XLA's own gradient is faster (124
-    against 105 images/s; results/cpu-step-variants.json), so "xla" is the default
+    convolutions (the training step at batch 512: 54 -> 78 images/s); with the
+    Eigen convolutions jaxcifar selects on CPUs, XLA's own gradient is faster (118
+    against 100 images/s; results/cpu-step-variants.json), so "xla" is the default
     everywhere and "taps" stays for comparison.
     """
 

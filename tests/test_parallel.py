@@ -63,9 +63,15 @@ def two_processes(args_of) -> list[tuple[str, str]]:
     return outputs
 
 
-def max_rel_diff(a: Path, b: Path) -> float:
+def load_pair(a: Path, b: Path):
+    """Two .npz files of the same state's arrays."""
     x, y = np.load(a), np.load(b)
     assert set(x) == set(y) and len(x) > 10
+    return x, y
+
+
+def max_rel_diff(a: Path, b: Path) -> float:
+    x, y = load_pair(a, b)
     return max(float(np.abs(x[k] - y[k]).max() / (np.abs(y[k]).max() + 1e-12)) for k in x)
 
 
@@ -80,8 +86,7 @@ def eight_devices(tmp_path_factory):
 
 def distance(a: Path, b: Path) -> float:
     """||a - b|| / ||b|| over all arrays of two .npz files together."""
-    x, y = np.load(a), np.load(b)
-    assert set(x) == set(y) and len(x) > 10
+    x, y = load_pair(a, b)
     u, v = (np.concatenate([z[k].ravel().astype(np.float64) for k in sorted(z)]) for z in (x, y))
     return float(np.linalg.norm(u - v) / np.linalg.norm(v))
 

@@ -21,14 +21,14 @@ from collections.abc import Sequence
 import flax.linen as nn
 import numpy as np
 
-from jaxcifar import model, parallel, records
+from jaxcifar import YNN_FLAG, model, parallel, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.bench import benchmark
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import entry_point
 from jaxcifar.schedule import one_cycle
 
-YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+YNN_OFF = f"{YNN_FLAG}="
 # name: (what it is, environment, settings). "default" is jaxcifar as it ships.
 VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
     "default": ("jaxcifar: Eigen convolutions (YNNPACK off), XLA's kernel gradient, argmax max-pool gradient", {}, {}),
@@ -70,7 +70,7 @@ def variant_env(variant: str) -> dict[str, str]:
     switch is taken out here: the child's own import puts it back unless the variant
     keeps YNNPACK.
     """
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(YNN_OFF.rstrip("="))]
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(YNN_FLAG)]
     return {**os.environ, "XLA_FLAGS": " ".join(flags), **VARIANTS[variant][1]}
 
 
@@ -97,12 +97,12 @@ def measure(variants: Sequence[str], batch_size: int, steps: int, rounds: int, w
         row["vs_default"] = row["images_per_s"] / base
     result = {"batch_size": batch_size, "width": width, "steps": steps, "rounds": rounds, "rows": list(rows.values())}
     if torch:
+        result["torch"] = []
         try:
             from jaxcifar.bench import torch_reference
         except ImportError:
-            result["torch"] = []
+            pass
         else:
-            result["torch"] = []
             for variant in ("eager", "channels_last"):
                 t = torch_reference.measure(variant, batch_size, width, steps)
                 t["default_vs_torch"] = base / t["images_per_s"]
