@@ -319,15 +319,19 @@ def block_results(root: Path) -> str:
             "",
         ]
     ]
-    for name, label in (
+    runs = (
         ("cpu-24", "jaxcifar, the recipe, 24 epochs, 2-core CPU"),
+        *((name, f"jaxcifar, {label}, 2-core CPU") for name, label in CPU24_EXPERIMENTS),
         ("cpu-quick", "jaxcifar `--quick` (5,000 images, width 16, 8 epochs), 2-core CPU"),
-    ):
+    )
+    for name, label in runs:
         if not (root / "results" / f"{name}.json").exists():
             continue
         r = _read(root, name)
         tta = f" (flip TTA {_pct(r['final_test_accuracy_tta'])})" if "final_test_accuracy_tta" in r else ""
         hours = (r["train_seconds"] + r["eval_seconds"]) / 3600
+        if r["status"] != "completed":  # an investigation stopped part-way: say how far it got
+            label += f", stopped after epoch {r['epochs_completed']} of {r['config']['epochs']}"
         rows.append(
             [
                 f"{label} ([results/{name}.json](results/{name}.json))",
@@ -343,6 +347,12 @@ def block_results(root: Path) -> str:
         rows,
     )
 
+
+# Runs of the 24-epoch recipe with one setting changed, to find out why the recipe's
+# run ends below the original (issue 17): results/NAME.json, and what was changed.
+CPU24_EXPERIMENTS = (
+    ("cpu-24-lr-original", "the original's LR pair 0.0444 / 0.00444 (`--lr-max 0.0444 --lr-min 0.00444`)"),
+)
 
 CPU24_FIGURES = (
     ("accuracy", "accuracy, 24 epochs on CPU"),
@@ -363,8 +373,15 @@ def block_cpu24_epochs(root: Path) -> str:
     r = _read(root, "cpu-24")
     epochs = r["epochs"]
     seconds = [t + e for t, e in zip(epochs["seconds"], epochs["eval_seconds"])]
+    others = [
+        (label, _read(root, name)["epochs"]["test_accuracy"])
+        for name, label in CPU24_EXPERIMENTS
+        if (root / "results" / f"{name}.json").exists()
+    ]
     cells = [
-        [str(i + 1), f"{100 * a:.2f}", f"{ORIGINAL_TEST_ACCURACY[i]:.2f}", f"{seconds[i]:.0f}"]
+        [str(i + 1), f"{100 * a:.2f}"]
+        + [f"{100 * acc[i]:.2f}" if i < len(acc) else "" for _, acc in others]
+        + [f"{ORIGINAL_TEST_ACCURACY[i]:.2f}", f"{seconds[i]:.0f}"]
         for i, a in enumerate(epochs["test_accuracy"])
     ]
     figures = "".join(
@@ -372,12 +389,20 @@ def block_cpu24_epochs(root: Path) -> str:
         for stem, alt in CPU24_FIGURES
         if (root / "figures" / f"{stem}-cpu-24.png").exists()
     )
-    header = ["epoch", "test accuracy %, jaxcifar (CPU, JPEG data)", "test accuracy %, the PyTorch original", "seconds"]
+    header = [
+        "epoch",
+        "test accuracy %, jaxcifar (CPU, JPEG data)",
+        *(f"test accuracy %, jaxcifar with {label}" for label, _ in others),
+        "test accuracy %, the PyTorch original",
+        "seconds",
+    ]
     return (
         _table(header, cells)
-        + f"\nSeconds are training plus evaluation (with flip TTA) of each epoch; the median epoch took "
-        f"{float(np.median(seconds)):.0f} s. Epochs that shared the machine with other work took longer "
-        f"(`{r['command']}`).\n\n" + figures
+        + "\nSeconds are the recipe's run's training plus evaluation (with flip TTA) of each epoch; "
+        "the median epoch took "
+        f"{float(np.median(seconds)):.0f} s ({len(seconds) * float(np.median(seconds)) / 3600:.2f} h for "
+        f"{len(seconds)} such epochs). Epochs that shared the machine with other work took longer. The run "
+        f"was stopped and resumed exactly between sessions, last with `{r['command']}`.\n\n" + figures
     )
 
 

@@ -76,6 +76,24 @@ def test_the_24_epoch_block_says_the_run_is_under_way_until_its_results_exist(tm
     assert "(figures/accuracy-cpu-24.png)" in made and "gradcam_grid-cpu-24" not in made  # only figures that exist
 
 
+def test_an_investigation_run_gets_a_column_and_a_row_that_says_how_far_it_got(tmp_path):
+    (tmp_path / "results").mkdir()
+    epochs = {"test_accuracy": [0.3141, 0.479, 0.4952], "seconds": [400.0] * 3, "eval_seconds": [40.0] * 3}
+    summary = {"train_seconds": 1200.0, "eval_seconds": 120.0, "best_train_accuracy": 0.5, "lr_min": 0.0078}
+    recipe = {**summary, "epochs": epochs, "command": "c", "status": "completed", "final_test_accuracy": 0.4952}
+    recipe |= {"best_test_accuracy": 0.4952, "lr_max": 0.078, "epochs_completed": 3, "config": {"epochs": 3}}
+    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps(recipe))
+    name, label = evidence.CPU24_EXPERIMENTS[0]
+    other = recipe | {"status": "interrupted", "epochs_completed": 2, "lr_max": 0.0444, "final_test_accuracy": 0.6}
+    other["epochs"] = {"test_accuracy": [0.4812, 0.6]}
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
+    made = evidence.block_cpu24_epochs(tmp_path)
+    assert f"jaxcifar with {label}" in made
+    assert "| 1 | 31.41 | 48.12 | 48.40 | 440 |" in made and "| 3 | 49.52 |  | 68.11 | 440 |" in made
+    rows = evidence.block_results(tmp_path)
+    assert "stopped after epoch 2 of 3" in rows and "| 60.00% / 49.52% | 50.00% | 0.0444 / 0.0078 |" in rows
+
+
 def test_every_file_the_readme_links_is_committed():
     root = Path(__file__).resolve().parents[1]
     linked = set(re.findall(r"\]\(((?:figures|results)/[^)]+)\)", (root / "README.md").read_text()))
