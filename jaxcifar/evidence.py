@@ -406,6 +406,52 @@ def block_cpu24_epochs(root: Path) -> str:
     )
 
 
+def accuracy_plateau(records: dict, fraction: float = 0.95) -> tuple[float, float, float]:
+    """(lowest LR, highest LR, peak) of the sweep's smoothed training accuracy where it
+    is at least `fraction` of its peak: the stretch of LRs among which the peak is noise."""
+    lr, acc = np.asarray(records["lr"]), np.asarray(records["smoothed_accuracy"])
+    on = np.flatnonzero(acc >= fraction * acc.max())
+    return float(lr[on[0]]), float(lr[on[-1]]), float(acc.max())
+
+
+def block_cpu24_why(root: Path) -> str:
+    """What the experiments say about the recipe's run ending below the original."""
+    recipe = _read(root, "cpu-24")
+    low, high, peak = accuracy_plateau(_read(root, "lr-range-cpu-full")["records"])
+    text = (
+        f"The committed sweep's smoothed training accuracy stays within 95% of its peak ({_pct(peak)}) from "
+        f"LR {low:.3g} to {high:.3g}, a factor of {high / low:.0f}: the `accuracy` rule's "
+        f"{recipe['lr_max']:.3g} and the original's 0.0444 both lie on that plateau, where the noise of single "
+        "batches decides which LR is highest ([results/lr-range-cpu-full.json](results/lr-range-cpu-full.json)).\n"
+    )
+    ours = np.asarray(recipe["epochs"]["test_accuracy"])
+    swing = slice(5, 19)  # epochs 6-19: the high-LR phase after the peak, before the final descent
+    text += (
+        f"\nThe recipe's run's mean training loss over epoch 1 was {recipe['epochs']['train_loss'][0]:.2f}, above "
+        f"the {np.log(10):.2f} (ln 10) of a uniform guess. Over epochs 6-19 its test accuracy moved by "
+        f"{100 * np.mean(np.abs(np.diff(ours[swing]))):.2f} points from one epoch to the next on average, the "
+        f"original's by {np.mean(np.abs(np.diff(ORIGINAL_TEST_ACCURACY[swing]))):.2f}.\n"
+    )
+    for name, label in CPU24_EXPERIMENTS:
+        if not (root / "results" / f"{name}.json").exists():
+            continue
+        r = _read(root, name)
+        acc = np.asarray(r["epochs"]["test_accuracy"])
+        n = len(acc)
+        original = np.asarray(ORIGINAL_TEST_ACCURACY[:n]) / 100
+        text += (
+            f"\nWith {label}, and nothing else changed (seed 0, the same data and code; "
+            f"[results/{name}.json](results/{name}.json), `{r['command']}`), "
+            f"{'the run' if r['status'] == 'completed' else f'the run, stopped after epoch {n},'} reached "
+            f"{_pct(acc[0])} after epoch 1 (the recipe's run {_pct(ours[0])}, the original {_pct(original[0])}; "
+            f"mean training loss {r['epochs']['train_loss'][0]:.2f}) "
+            f"and {_pct(acc[-1])} after epoch {n} (the recipe's run {_pct(ours[n - 1])}, the original "
+            f"{_pct(original[-1])}). Over its {n} epochs it stands {100 * np.mean(acc - ours[:n]):+.2f} points "
+            f"from the recipe's run and {100 * np.mean(acc - original):+.2f} from the original, on average.\n"
+        )
+    return text
+
+
 BLOCKS = {
     "quick": block_quick,
     "augment": block_augment,
@@ -417,6 +463,7 @@ BLOCKS = {
     "ctrl-c": block_ctrl_c,
     "results": block_results,
     "cpu-24-epochs": block_cpu24_epochs,
+    "cpu-24-why": block_cpu24_why,
 }
 
 

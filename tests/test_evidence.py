@@ -99,3 +99,38 @@ def test_every_file_the_readme_links_is_committed():
     linked = set(re.findall(r"\]\(((?:figures|results)/[^)]+)\)", (root / "README.md").read_text()))
     assert len(linked) >= 5  # the pattern finds the links
     assert sorted(p for p in linked if not (root / p).exists()) == []
+
+
+def test_the_accuracy_plateau_spans_the_first_to_the_last_lr_near_the_peak():
+    records = {"lr": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "smoothed_accuracy": [0.1, 0.96, 0.5, 1.0, 0.95, 0.9]}
+    assert evidence.accuracy_plateau(records) == (2.0, 5.0, 1.0)
+    assert evidence.accuracy_plateau(records, fraction=0.99) == (4.0, 4.0, 1.0)
+
+
+def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_original(tmp_path):
+    (tmp_path / "results").mkdir()
+    sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}
+    (tmp_path / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
+    test_acc = [0.30, 0.50] + [0.70, 0.74] * 9 + [0.8] * 4  # 24 epochs, swinging by 4 points in 6-19
+    epochs = {"test_accuracy": test_acc, "train_loss": [2.73] + [1.0] * 23}
+    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": 0.0781, "epochs": epochs}))
+    made = evidence.block_cpu24_why(tmp_path)
+    assert "peak (70.00%) from LR 0.01 to 0.1, a factor of 10" in made
+    assert "loss over epoch 1 was 2.73, above the 2.30 (ln 10)" in made
+    assert "moved by 4.00 points" in made and "the original's by 1.90" in made  # |diff| of 48.4.. over 6-19
+    assert "With" not in made  # no investigation run yet
+    name, label = evidence.CPU24_EXPERIMENTS[0]
+    other = {
+        "status": "interrupted",
+        "command": "c",
+        "epochs": {"test_accuracy": [0.47, 0.60], "train_loss": [1.7, 1.2]},
+    }
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
+    made = evidence.block_cpu24_why(tmp_path)
+    assert f"With {label}" in made and "stopped after epoch 2" in made
+    assert (
+        "reached 47.00% after epoch 1 (the recipe's run 30.00%, the original 48.40%; mean training loss 1.70)" in made
+    )
+    assert "60.00% after epoch 2 (the recipe's run 50.00%, the original 59.78%)" in made
+    # mean of (0.47-0.30, 0.60-0.50) and of (0.47-0.484, 0.60-0.5978)
+    assert "stands +13.50 points from the recipe's run and -0.59 from the original" in made
