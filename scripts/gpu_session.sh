@@ -7,6 +7,9 @@
 #   bash scripts/gpu_session.sh seeds-fast 5  # call 3: 5 seeds of --recipe cifar10-fast (Page's settings, no sweep)
 #   bash scripts/gpu_session.sh seeds 5       # more seeds of the recipe from lr-train's sweep
 #                                             #   (runs/seeds/lr_range/lr_range.json, else .carry/lr_range.json)
+#   bash scripts/gpu_session.sh lr-pairs 2    # the recipe at fixed LR pairs (LR_MAX, LR_MAX / 10), 2 seeds each:
+#                                             #   the original's 0.0444, the CPU sweep's 0.0781, then lower
+#                                             #   (LR_PAIRS="..." to choose); settles the LR pick (issue 17)
 #
 # Every stage first checks that JAX found a GPU and prints the device and versions, failing in seconds
 # otherwise (JAXCIFAR_REHEARSAL=1 allows a CPU: the tests rehearse every stage that way, tiny, with
@@ -25,11 +28,11 @@
 # Environment: OUT (default /tmp/out), DATA (default .carry/cifar10-jpeg.tar.gz), BUDGET (seconds a stage may
 # take, default 540 of the call's 600), EXTRA (flags added to every run).
 set -euo pipefail
-stage="${1:?stage: lr-train | bench | seeds N | seeds-fast N}"
+stage="${1:?stage: lr-train | bench | seeds N | seeds-fast N | lr-pairs N}"
 case "$stage" in
-  lr-train | bench | seeds | seeds-fast) ;;
+  lr-train | bench | seeds | seeds-fast | lr-pairs) ;;
   *)
-    echo "unknown stage $stage: lr-train | bench | seeds N | seeds-fast N" >&2
+    echo "unknown stage $stage: lr-train | bench | seeds N | seeds-fast N | lr-pairs N" >&2
     exit 2
     ;;
 esac
@@ -90,6 +93,26 @@ case "$stage" in
       --checkpoint-every 0 --no-gradcam --no-progress --time-budget "$(left)" ${EXTRA:-} 2>&1 | tee "$OUT/seeds-fast.log"
     cp runs/seeds-fast/seeds.json "results/seeds-fast-$device.json"
     tar czf "$OUT/evidence-seeds-fast.tar.gz" "results/seeds-fast-$device.json"
+    ;;
+  lr-pairs)
+    n="${2:-2}"
+    rm -rf runs/lr-pairs
+    made=()
+    per_seed=0
+    for lr in ${LR_PAIRS:-0.0444 0.0781 0.0295 0.0195}; do
+      if [ "$(left)" -le "$per_seed" ]; then
+        echo "lr-pairs: $(left) s left, a run takes about $per_seed s; stopping before LR_MAX $lr" >&2
+        break
+      fi
+      t0=$SECONDS
+      python3 -m jaxcifar.seeds --seeds "$n" --data "$DATA" --lr-max "$lr" --lr-min "$(python3 -c "print($lr / 10)")" \
+        --out "runs/lr-pairs/$lr" --tta --checkpoint-every 0 --no-gradcam --no-progress --time-budget "$(left)" \
+        ${EXTRA:-} 2>&1 | tee -a "$OUT/lr-pairs.log"
+      per_seed=$(((SECONDS - t0) / n))
+      cp "runs/lr-pairs/$lr/seeds.json" "results/lr-pairs-$lr-$device.json"
+      made+=("results/lr-pairs-$lr-$device.json")
+    done
+    tar czf "$OUT/evidence-lr-pairs.tar.gz" "${made[@]}"
     ;;
 esac
 echo "stage $stage done in $((SECONDS - started)) s; evidence in $OUT"

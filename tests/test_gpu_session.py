@@ -31,8 +31,9 @@ def stand_in(tmp_path_factory):
     return work
 
 
-def session(work, *args, extra=RUN_FLAGS, rehearsal=True, out=None):
+def session(work, *args, extra=RUN_FLAGS, rehearsal=True, out=None, env=None):
     env = {
+        **(env or {}),
         **os.environ,
         "OUT": str(out or work / "out"),
         "DATA": "synthetic",
@@ -105,6 +106,18 @@ def test_seeds_fast_and_bench(stand_in):
     assert members(stand_in / "out4" / "evidence-bench.tar.gz") == {"results/benchmark-rehearsal-cpu.json"}
     saved = json.loads((stand_in / "results" / "benchmark-rehearsal-cpu.json").read_text())
     assert saved["lr_range"]["iterations"] == 980 and saved["skipped"] == []
+
+
+def test_lr_pairs_trains_each_pair_with_its_tenth_as_lr_min(stand_in):
+    env_pairs = {"LR_PAIRS": "0.05 0.02"}
+    done = session(stand_in, "lr-pairs", "1", out=stand_in / "out5", env=env_pairs)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    made = {f"results/lr-pairs-{lr}-rehearsal-cpu.json" for lr in ("0.05", "0.02")}
+    assert members(stand_in / "out5" / "evidence-lr-pairs.tar.gz") == made
+    for lr in (0.05, 0.02):
+        table = json.loads((stand_in / "results" / f"lr-pairs-{lr}-rehearsal-cpu.json").read_text())
+        assert table["summary"]["runs"] == 1
+        assert table["per_seed"][0]["lr_max"] == lr and table["per_seed"][0]["lr_min"] == pytest.approx(lr / 10)
 
 
 def test_an_unknown_stage_is_refused(stand_in):
