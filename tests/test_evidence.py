@@ -134,3 +134,14 @@ def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_origin
     assert "60.00% after epoch 2 (the recipe's run 50.00%, the original 59.78%)" in made
     # mean of (0.47-0.30, 0.60-0.50) and of (0.47-0.484, 0.60-0.5978)
     assert "stands +13.50 points from the recipe's run and -0.59 from the original" in made
+
+
+def test_the_why_block_says_what_the_numbers_say_when_they_say_otherwise(tmp_path):
+    (tmp_path / "results").mkdir()
+    sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}
+    (tmp_path / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
+    epochs = {"test_accuracy": [0.5] * 24, "train_loss": [2.0] + [1.0] * 23}
+    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": 0.3, "epochs": epochs}))
+    made = evidence.block_cpu24_why(tmp_path)
+    assert "0.3 and the original's 0.0444 only one of them lies on that plateau" in made
+    assert "loss over epoch 1 was 2.00, below the 2.30 (ln 10)" in made and "moved by 0.00 points" in made

@@ -33,8 +33,8 @@ def stand_in(tmp_path_factory):
 
 def session(work, *args, extra=RUN_FLAGS, rehearsal=True, out=None, env=None):
     env = {
-        **(env or {}),
         **os.environ,
+        **(env or {}),  # the test's own settings win over the caller's environment
         "OUT": str(out or work / "out"),
         "DATA": "synthetic",
         "EXTRA": extra,
