@@ -412,6 +412,15 @@ def block_cpu24_epochs(root: Path) -> str:
     )
 
 
+BAR = 0.90  # the project's bar for the recipe's final test accuracy
+SWING = slice(5, 19)  # epochs 6-19: the high-LR phase after the peak, before the final descent
+
+
+def _swing(percent) -> float:
+    """Mean |change| of a test accuracy (in %) from one epoch to the next over epochs 6-19."""
+    return float(np.mean(np.abs(np.diff(np.asarray(percent)[SWING]))))
+
+
 def accuracy_plateau(records: dict, fraction: float = 0.95) -> tuple[float, float, float]:
     """(lowest LR, highest LR, peak) of the sweep's smoothed training accuracy where it
     is at least `fraction` of its peak: the stretch of LRs among which the peak is noise."""
@@ -433,14 +442,12 @@ def block_cpu24_why(root: Path) -> str:
         "batches decides which LR is highest ([results/lr-range-cpu-full.json](results/lr-range-cpu-full.json)).\n"
     )
     ours = np.asarray(recipe["epochs"]["test_accuracy"])
-    swing = slice(5, 19)  # epochs 6-19: the high-LR phase after the peak, before the final descent
     first_loss = recipe["epochs"]["train_loss"][0]
     text += (
         f"\nThe recipe's run's mean training loss over epoch 1 was {first_loss:.2f}, "
         f"{'above' if first_loss > np.log(10) else 'below'} the {np.log(10):.2f} (ln 10) of a uniform guess. "
-        "Over epochs 6-19 its test accuracy moved by "
-        f"{100 * np.mean(np.abs(np.diff(ours[swing]))):.2f} points from one epoch to the next on average, the "
-        f"original's by {np.mean(np.abs(np.diff(ORIGINAL_TEST_ACCURACY[swing]))):.2f}.\n"
+        f"Over epochs 6-19 its test accuracy moved by {_swing(100 * ours):.2f} points from one epoch to the "
+        f"next on average, the original's by {_swing(ORIGINAL_TEST_ACCURACY):.2f}.\n"
     )
     for name, label, r in _experiments(root):
         acc = np.asarray(r["epochs"]["test_accuracy"])
@@ -454,8 +461,15 @@ def block_cpu24_why(root: Path) -> str:
             f"mean training loss {r['epochs']['train_loss'][0]:.2f}) "
             f"and {_pct(acc[-1])} after epoch {n} (the recipe's run {_pct(ours[n - 1])}, the original "
             f"{_pct(original[-1])}). Over its {n} epochs it stands {100 * np.mean(acc - ours[:n]):+.2f} points "
-            f"from the recipe's run and {100 * np.mean(acc - original):+.2f} from the original, on average.\n"
+            f"from the recipe's run and {100 * np.mean(acc - original):+.2f} from the original, on average."
         )
+        if n >= SWING.stop:
+            text += f" Over epochs 6-19 its test accuracy moved by {_swing(100 * acc):.2f} points an epoch on average."
+        if r["status"] == "completed":
+            tta = f" (flip TTA {_pct(r['final_test_accuracy_tta'])})" if "final_test_accuracy_tta" in r else ""
+            verdict = "clears" if acc[-1] >= BAR else "falls short of"
+            text += f" Its final test accuracy, {_pct(acc[-1])}{tta}, {verdict} the {_pct(BAR)} bar."
+        text += "\n"
     return text
 
 

@@ -145,3 +145,33 @@ def test_the_why_block_says_what_the_numbers_say_when_they_say_otherwise(tmp_pat
     made = evidence.block_cpu24_why(tmp_path)
     assert "0.3 and the original's 0.0444 only one of them lies on that plateau" in made
     assert "loss over epoch 1 was 2.00, below the 2.30 (ln 10)" in made and "moved by 0.00 points" in made
+
+
+def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
+    (tmp_path / "results").mkdir()
+    sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}
+    (tmp_path / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
+    epochs = {"test_accuracy": [0.5] * 24, "train_loss": [2.0] + [1.0] * 23}
+    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": 0.0781, "epochs": epochs}))
+    name, _ = evidence.CPU24_EXPERIMENTS[0]
+    test_acc = [0.6] * 5 + [0.80, 0.81] * 7 + [0.85, 0.88, 0.89, 0.90, 0.9051]  # 6-19 swing by 1 point
+    other = {"status": "completed", "command": "c", "final_test_accuracy_tta": 0.9123}
+    other["epochs"] = {"test_accuracy": test_acc, "train_loss": [1.7] + [1.0] * 23}
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
+    made = evidence.block_cpu24_why(tmp_path)
+    assert "the run reached 60.00% after epoch 1" in made and "stopped" not in made
+    assert "moved by 1.00 points an epoch on average" in made
+    assert "Its final test accuracy, 90.51% (flip TTA 91.23%), clears the 90.00% bar." in made
+    other["epochs"]["test_accuracy"][-1] = 0.8999
+    other["status"] = "interrupted"
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
+    made = evidence.block_cpu24_why(tmp_path)
+    assert "stopped after epoch 24" in made and "bar" not in made
+    other["status"] = "completed"
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
+    assert "Its final test accuracy, 89.99% (flip TTA 91.23%), falls short of the 90.00% bar." in (
+        evidence.block_cpu24_why(tmp_path)
+    )
+    other["epochs"]["test_accuracy"] = test_acc[:18]
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
+    assert "points an epoch" not in evidence.block_cpu24_why(tmp_path)  # epochs 6-19 not all there yet
