@@ -34,7 +34,7 @@ from jaxcifar.augment import AUGMENTERS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
 KERNEL_GRADS = ("xla", "taps")
-LR_RULES = ("accuracy", "accuracy-raw", "steepest", "min-loss", "valley")  # LR_MAX, see jaxcifar.lr_range
+LR_RULES = ("accuracy", "accuracy-raw", "steepest", "min-loss", "valley", "plateau")  # LR_MAX, see jaxcifar.lr_range
 LR_MIN_RULES = ("div", "rise", "min-loss")  # LR_MIN when lr_min is None
 LR_RANGE_MODES = ("exp", "linear")
 # The peak's place in the run when --peak-epoch is not given: epoch 5 of 24, as

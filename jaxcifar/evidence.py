@@ -421,25 +421,19 @@ def _swing(percent) -> float:
     return float(np.mean(np.abs(np.diff(np.asarray(percent)[SWING]))))
 
 
-def accuracy_plateau(records: dict, fraction: float = 0.95) -> tuple[float, float, float]:
-    """(lowest LR, highest LR, peak) of the sweep's smoothed training accuracy where it
-    is at least `fraction` of its peak: the stretch of LRs among which the peak is noise."""
-    lr, acc = np.asarray(records["lr"]), np.asarray(records["smoothed_accuracy"])
-    on = np.flatnonzero(acc >= fraction * acc.max())
-    return float(lr[on[0]]), float(lr[on[-1]]), float(acc.max())
-
-
 def block_cpu24_why(root: Path) -> str:
     """What the experiments say about the recipe's run ending below the original."""
     recipe = _read(root, "cpu-24")
-    low, high, peak = accuracy_plateau(_read(root, "lr-range-cpu-full")["records"])
+    low, high, peak = lr_range.accuracy_plateau(_read(root, "lr-range-cpu-full")["records"])
     on = [low <= lr <= high for lr in (recipe["lr_max"], 0.0444)]
     where = {2: "both lie", 1: "only one of them lies", 0: "neither lies"}[sum(on)]
     text = (
-        f"The committed sweep's smoothed training accuracy stays within 95% of its peak ({_pct(peak)}) from "
-        f"LR {low:.3g} to {high:.3g}, a factor of {high / low:.0f}: the `accuracy` rule's "
-        f"{recipe['lr_max']:.3g} and the original's 0.0444 {where} on that plateau, where the noise of single "
-        "batches decides which LR is highest ([results/lr-range-cpu-full.json](results/lr-range-cpu-full.json)).\n"
+        "The committed sweep's smoothed training accuracy stays within "
+        f"{100 * (1 - lr_range.PLATEAU_FRACTION):.0f}% of its peak ({_pct(peak)}) from LR {low:.3g} to {high:.3g}, "
+        f"a factor of {high / low:.0f}: the `accuracy` rule's {recipe['lr_max']:.3g} and the original's 0.0444 "
+        f"{where} on that plateau, where the noise of single batches decides which LR is highest; the `plateau` "
+        f"rule takes its geometric middle, {np.sqrt(low * high):.3g} "
+        "([results/lr-range-cpu-full.json](results/lr-range-cpu-full.json)).\n"
     )
     ours = np.asarray(recipe["epochs"]["test_accuracy"])
     first_loss = recipe["epochs"]["train_loss"][0]

@@ -27,6 +27,12 @@ last 5 iterations (torch-lr-finder's skip_start/skip_end), where they are noisy:
   steepest      the LR where the smoothed loss falls fastest against log(LR)
                 (torch-lr-finder's and fastai's "steep" suggestion).
   min-loss      the LR of the lowest smoothed loss, divided by 10 (fastai's "minimum").
+  plateau       the geometric middle of the accuracy plateau: the LRs whose smoothed
+                accuracy is at least PLATEAU_FRACTION (0.95) of its peak. On a flat top
+                the highest point is decided by the noise of single batches (the full
+                CPU sweep: 0.0087 to 0.1, a factor of 11, within 5% of the peak); the
+                middle keeps away from both edges, the upper one where training
+                begins to fall apart.
   valley        fastai's default suggestion (fastai.callback.schedule.valley, fastai
                 2.5): the longest run of falling smoothed losses (the longest strictly
                 decreasing subsequence of the curve, start to end), and the LR half way
@@ -118,6 +124,20 @@ def _window(n: int) -> slice:
     return slice(SKIP_START, n - SKIP_END) if n - SKIP_START - SKIP_END >= 3 else slice(0, n)
 
 
+# The share of its peak that the smoothed accuracy keeps on the `plateau` rule's plateau.
+PLATEAU_FRACTION = 0.95
+
+
+def accuracy_plateau(rec: dict[str, np.ndarray], fraction: float = PLATEAU_FRACTION) -> tuple[float, float, float]:
+    """(lowest LR, highest LR, peak) where the smoothed accuracy is at least `fraction` of its
+    peak, over the iterations the rules read: the stretch of LRs among which the peak is noise."""
+    window = _window(len(rec["lr"]))
+    lr, acc = np.asarray(rec["lr"])[window], np.asarray(rec["smoothed_accuracy"], dtype=float)[window]
+    peak = float(np.nanmax(acc))
+    on = np.flatnonzero(acc >= fraction * peak)
+    return float(lr[on[0]]), float(lr[on[-1]]), peak
+
+
 def valley_index(loss: np.ndarray) -> int:
     """fastai's valley: half way into the longest strictly decreasing subsequence of `loss`."""
     n = len(loss)
@@ -150,6 +170,7 @@ def suggest(rec: dict[str, np.ndarray]) -> dict[str, float]:
         "steepest": float(lr[int(np.nanargmin(slope))]),
         "min-loss": float(lr[int(np.nanargmin(loss))] / 10),
         "valley": float(lr[valley_index(np.where(np.isfinite(loss), loss, np.inf))]),
+        "plateau": float(np.sqrt(np.prod(accuracy_plateau(rec)[:2]))),
     }
 
 

@@ -101,12 +101,6 @@ def test_every_file_the_readme_links_is_committed():
     assert sorted(p for p in linked if not (root / p).exists()) == []
 
 
-def test_the_accuracy_plateau_spans_the_first_to_the_last_lr_near_the_peak():
-    records = {"lr": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "smoothed_accuracy": [0.1, 0.96, 0.5, 1.0, 0.95, 0.9]}
-    assert evidence.accuracy_plateau(records) == (2.0, 5.0, 1.0)
-    assert evidence.accuracy_plateau(records, fraction=0.99) == (4.0, 4.0, 1.0)
-
-
 def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_original(tmp_path):
     (tmp_path / "results").mkdir()
     sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}

@@ -78,6 +78,21 @@ def test_rules_on_hand_made_curves():
     # = -1 and d = 76: -1 + int(76 / 3) + int(76 / 6) = 36 in the window, iteration 46.
     assert int(np.argmin(loss)) == 85
     np.testing.assert_allclose(s["valley"], lrs[46], rtol=1e-12)
+    # plateau: acc >= 0.95 where |x + 1.2| <= sqrt(-ln 0.95) = 0.2265, grid points x = -1.40
+    # .. -1.00; their geometric middle is the bump's peak again.
+    np.testing.assert_allclose(s["plateau"], 10**-1.2, rtol=1e-9)
+
+
+def test_the_plateau_spans_the_first_to_the_last_lr_near_the_peak():
+    rec = records(np.arange(1.0, 7.0), np.ones(6), np.array([0.1, 0.96, 0.5, 1.0, 0.95, 0.9]))
+    assert lr_range.accuracy_plateau(rec) == (2.0, 5.0, 1.0)  # a dip inside (0.5 at 3) stays in
+    assert lr_range.accuracy_plateau(rec, fraction=0.99) == (4.0, 4.0, 1.0)
+    np.testing.assert_allclose(lr_range.suggest(rec)["plateau"], np.sqrt(2.0 * 5.0), rtol=1e-12)
+    # 30 iterations: the first 10 and the last 5 are not read, so a peak there is left out.
+    acc = np.full(30, 0.5)
+    acc[[2, 12, 20, 27]] = [1.0, 0.8, 0.78, 1.0]
+    lo, hi, peak = lr_range.accuracy_plateau(records(np.arange(30.0) + 1, np.ones(30), acc))
+    assert (lo, hi, peak) == (13.0, 21.0, 0.8)
 
 
 def test_valley_is_fastais_longest_decreasing_run():
@@ -145,7 +160,7 @@ def test_sweep_writes_json_and_plot(tmp_path, tiny_data):
     np.testing.assert_allclose(rec["lr"], lr_range.lr_sequence(1e-3, 0.5, 40))
     np.testing.assert_allclose(rec["smoothed_loss"], lr_range.smooth(rec["loss"], 0.05))
     assert min(rec["smoothed_loss"]) < 0.9 * rec["smoothed_loss"][0]  # it learns while the LR grows
-    assert set(saved["suggestions"]) == {"accuracy", "accuracy-raw", "steepest", "min-loss", "valley"}
+    assert set(saved["suggestions"]) == {"accuracy", "accuracy-raw", "steepest", "min-loss", "valley", "plateau"}
     assert set(saved["lr_min_suggestions"]) == {"div", "rise", "min-loss"}
     assert saved["rule"] == "accuracy" and saved["lr_max"] == saved["suggestions"]["accuracy"]
     assert saved["lr_min_rule"] == "div" and saved["lr_min_fallback"] is None
