@@ -30,8 +30,15 @@ from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
 
 # The pairs worth comparing: the default, the original's unsmoothed pick, fastai's
-# valley, Smith's rise for LR_MIN, and fastai's minimum / 10.
-PAIRS = (("accuracy", "div"), ("accuracy-raw", "div"), ("valley", "div"), ("accuracy", "rise"), ("min-loss", "div"))
+# valley, the middle of the accuracy plateau, Smith's rise for LR_MIN, and fastai's minimum / 10.
+PAIRS = (
+    ("accuracy", "div"),
+    ("accuracy-raw", "div"),
+    ("valley", "div"),
+    ("plateau", "div"),
+    ("accuracy", "rise"),
+    ("min-loss", "div"),
+)
 
 
 def _spread(values: Sequence[float]) -> dict:
