@@ -49,6 +49,7 @@ def collect(run: Path, name: str, suffix: str = "", force: bool = False, root: P
         "run": str(run),
         **summary,
         "config": config["config"],
+        "started_with": config.get("command", summary.get("command")),  # the summary's is the last resume's
         "epochs": metrics["epochs"],
         "steps_per_epoch": metrics["steps_per_epoch"],
     }
@@ -352,6 +353,7 @@ def block_results(root: Path) -> str:
 # run ends below the original (issue 17): results/NAME.json, and what was changed.
 CPU24_EXPERIMENTS = (
     ("cpu-24-lr-original", "the original's LR pair 0.0444 / 0.00444 (`--lr-max 0.0444 --lr-min 0.00444`)"),
+    ("cpu-24-plateau", "the `plateau` rule's LR pair 0.029 / 0.0029 (`--lr-range-rule plateau`)"),
 )
 
 
@@ -449,7 +451,7 @@ def block_cpu24_why(root: Path) -> str:
         original = np.asarray(ORIGINAL_TEST_ACCURACY[:n]) / 100
         text += (
             f"\nWith {label}, and nothing else changed (seed 0, the same data and code; "
-            f"[results/{name}.json](results/{name}.json), `{r['command']}`), "
+            f"[results/{name}.json](results/{name}.json), `{r.get('started_with', r['command'])}`), "
             f"{'the run' if r['status'] == 'completed' else f'the run, stopped after epoch {n},'} reached "
             f"{_pct(acc[0])} after epoch 1 (the recipe's run {_pct(ours[0])}, the original {_pct(original[0])}; "
             f"mean training loss {r['epochs']['train_loss'][0]:.2f}) "

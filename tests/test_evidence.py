@@ -20,6 +20,7 @@ def test_collect_run_copies_evidence_and_never_overwrites(tmp_path, tiny_run):
     )
     assert saved["final_test_accuracy"] == summary["final_test_accuracy"] and saved["config"]["width"] == 4
     assert saved["command"] and saved["versions"]["jax"]
+    assert saved["started_with"] == json.loads((run / "config.json").read_text())["command"]  # not a resume's
     for name in ("accuracy", "loss_accuracy", "one_cycle", "gradcam_misclassified", "misclassified"):
         assert (tmp_path / "figures" / f"{name}-cpu.png").read_bytes() == (run / f"{name}.png").read_bytes()
     with pytest.raises(FileExistsError, match="Pass --force"):
@@ -149,11 +150,13 @@ def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
     (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": 0.0781, "epochs": epochs}))
     name, _ = evidence.CPU24_EXPERIMENTS[0]
     test_acc = [0.6] * 5 + [0.80, 0.81] * 7 + [0.85, 0.88, 0.89, 0.90, 0.9051]  # 6-19 swing by 1 point
-    other = {"status": "completed", "command": "c", "final_test_accuracy_tta": 0.9123}
+    other = {"status": "completed", "command": "c --resume", "started_with": "c --lr-max 0.0444"}
+    other["final_test_accuracy_tta"] = 0.9123
     other["epochs"] = {"test_accuracy": test_acc, "train_loss": [1.7] + [1.0] * 23}
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
     made = evidence.block_cpu24_why(tmp_path)
     assert "the run reached 60.00% after epoch 1" in made and "stopped" not in made
+    assert "`c --lr-max 0.0444`" in made and "--resume" not in made  # the command that started it
     assert "moved by 1.00 points an epoch on average" in made
     assert "Its final test accuracy, 90.51% (flip TTA 91.23%), clears the 90.00% bar." in made
     other["epochs"]["test_accuracy"][-1] = 0.8999
