@@ -102,15 +102,21 @@ def test_every_file_the_readme_links_is_committed():
     assert sorted(p for p in linked if not (root / p).exists()) == []
 
 
-def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_original(tmp_path):
-    (tmp_path / "results").mkdir()
+def write_sweep_and_recipe(root, lr_max, test_accuracy, train_loss):
+    """A 4-LR sweep whose accuracy plateau spans 0.01-0.1, and the recipe's run."""
+    (root / "results").mkdir()
     sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}
-    (tmp_path / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
+    (root / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
+    epochs = {"test_accuracy": test_accuracy, "train_loss": train_loss}
+    (root / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": lr_max, "epochs": epochs}))
+
+
+def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_original(tmp_path):
     test_acc = [0.30, 0.50] + [0.70, 0.74] * 9 + [0.8] * 4  # 24 epochs, swinging by 4 points in 6-19
-    epochs = {"test_accuracy": test_acc, "train_loss": [2.73] + [1.0] * 23}
-    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": 0.0781, "epochs": epochs}))
+    write_sweep_and_recipe(tmp_path, 0.0781, test_acc, [2.73] + [1.0] * 23)
     made = evidence.block_cpu24_why(tmp_path)
-    assert "peak (70.00%) from LR 0.01 to 0.1, a factor of 10" in made
+    assert "within 5% of its peak (70.00%) from LR 0.01 to 0.1, a factor of 10" in made
+    assert "the `plateau` rule takes its geometric middle, 0.0316" in made  # sqrt(0.01 * 0.1)
     assert "loss over epoch 1 was 2.73, above the 2.30 (ln 10)" in made
     assert "moved by 4.00 points" in made and "the original's by 1.90" in made  # |diff| of 48.4.. over 6-19
     assert "With" not in made  # no investigation run yet
@@ -132,22 +138,14 @@ def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_origin
 
 
 def test_the_why_block_says_what_the_numbers_say_when_they_say_otherwise(tmp_path):
-    (tmp_path / "results").mkdir()
-    sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}
-    (tmp_path / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
-    epochs = {"test_accuracy": [0.5] * 24, "train_loss": [2.0] + [1.0] * 23}
-    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": 0.3, "epochs": epochs}))
+    write_sweep_and_recipe(tmp_path, 0.3, [0.5] * 24, [2.0] + [1.0] * 23)
     made = evidence.block_cpu24_why(tmp_path)
     assert "0.3 and the original's 0.0444 only one of them lies on that plateau" in made
     assert "loss over epoch 1 was 2.00, below the 2.30 (ln 10)" in made and "moved by 0.00 points" in made
 
 
 def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
-    (tmp_path / "results").mkdir()
-    sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}
-    (tmp_path / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
-    epochs = {"test_accuracy": [0.5] * 24, "train_loss": [2.0] + [1.0] * 23}
-    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": 0.0781, "epochs": epochs}))
+    write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
     name, _ = evidence.CPU24_EXPERIMENTS[0]
     test_acc = [0.6] * 5 + [0.80, 0.81] * 7 + [0.85, 0.88, 0.89, 0.90, 0.9051]  # 6-19 swing by 1 point
     other = {"status": "completed", "command": "c --resume", "started_with": "c --lr-max 0.0444"}
