@@ -27,16 +27,17 @@ last 5 iterations (torch-lr-finder's skip_start/skip_end), where they are noisy:
   steepest      the LR where the smoothed loss falls fastest against log(LR)
                 (torch-lr-finder's and fastai's "steep" suggestion).
   min-loss      the LR of the lowest smoothed loss, divided by 10 (fastai's "minimum").
-  plateau       the geometric middle of the accuracy plateau: the LRs whose smoothed
-                accuracy is at least PLATEAU_FRACTION (0.95) of its peak. On a flat top
-                the highest point is decided by the noise of single batches (the full
-                CPU sweep: 0.0087 to 0.1, a factor of 11, within 5% of the peak); the
-                middle keeps away from both edges, the upper one where training
-                begins to fall apart.
   valley        fastai's default suggestion (fastai.callback.schedule.valley, fastai
                 2.5): the longest run of falling smoothed losses (the longest strictly
                 decreasing subsequence of the curve, start to end), and the LR half way
                 into it (index start + int(d / 3) + int(d / 6) for a valley d long).
+  plateau       the geometric middle of the accuracy plateau: the LRs whose smoothed
+                accuracy is at least PLATEAU_FRACTION (0.95) of its peak. On a flat top
+                the highest point is decided by the noise of single batches (the full
+                CPU sweep: 0.0087 to 0.097, a factor of 11, within 5% of the peak); the
+                middle keeps away from both edges: the lower, where the accuracy has
+                only just risen, and the upper, where training begins to fall apart
+                (or the sweep ends, as on that sweep).
 
 Rules for LR_MIN (`--lr-min-rule`, when --lr-min is auto):
   div           LR_MAX / `--lr-div` (10): the original's OneCycleLR div_factor, and
