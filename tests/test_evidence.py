@@ -84,7 +84,7 @@ def test_an_investigation_run_gets_a_column_and_a_row_that_says_how_far_it_got(t
     recipe = {**summary, "epochs": epochs, "command": "c", "status": "completed", "final_test_accuracy": 0.4952}
     recipe |= {"best_test_accuracy": 0.4952, "lr_max": 0.078, "epochs_completed": 3, "config": {"epochs": 3}}
     (tmp_path / "results" / "cpu-24.json").write_text(json.dumps(recipe))
-    name, label = evidence.CPU24_EXPERIMENTS[0]
+    name, label, _ = evidence.CPU24_EXPERIMENTS[0]
     other = recipe | {"status": "interrupted", "epochs_completed": 2, "lr_max": 0.0444, "final_test_accuracy": 0.6}
     other["epochs"] = {"test_accuracy": [0.4812, 0.6]}
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
@@ -120,7 +120,7 @@ def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_origin
     assert "loss over epoch 1 was 2.73, above the 2.30 (ln 10)" in made
     assert "moved by 4.00 points" in made and "the original's by 1.90" in made  # |diff| of 48.4.. over 6-19
     assert "With" not in made  # no investigation run yet
-    name, label = evidence.CPU24_EXPERIMENTS[0]
+    name, label, _ = evidence.CPU24_EXPERIMENTS[0]
     other = {
         "status": "interrupted",
         "command": "c",
@@ -146,7 +146,7 @@ def test_the_why_block_says_what_the_numbers_say_when_they_say_otherwise(tmp_pat
 
 def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
-    name, _ = evidence.CPU24_EXPERIMENTS[0]
+    name, _, _ = evidence.CPU24_EXPERIMENTS[0]
     test_acc = [0.6] * 5 + [0.80, 0.81] * 7 + [0.85, 0.88, 0.89, 0.90, 0.9051]  # 6-19 swing by 1 point
     other = {"status": "completed", "command": "c --resume", "started_with": "c --lr-max 0.0444"}
     other["final_test_accuracy_tta"] = 0.9123
@@ -170,3 +170,21 @@ def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
     other["epochs"]["test_accuracy"] = test_acc[:18]
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
     assert "points an epoch" not in evidence.block_cpu24_why(tmp_path)  # epochs 6-19 not all there yet
+
+
+def test_the_cifar10_fast_run_is_compared_with_pages_median_not_the_original(tmp_path):
+    write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
+    (name, label) = next((n, lab) for n, lab, kind in evidence.CPU24_EXPERIMENTS if kind == "page")
+    run = {"status": "interrupted", "command": "c --resume", "started_with": "c --recipe cifar10-fast"}
+    run["epochs"] = {"test_accuracy": [0.55, 0.7], "train_loss": [1.6, 1.1]}
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
+    made = evidence.block_cpu24_why(tmp_path)
+    assert f"With {label}: Nesterov" in made and "`c --recipe cifar10-fast`" in made
+    assert "the run, stopped after epoch 2, reached 70.00% after epoch 2.\n" in made
+    assert "nothing else changed" not in made and "Page's own" not in made
+    run |= {"status": "completed", "final_test_accuracy_tta": 0.9345}
+    run["epochs"]["test_accuracy"] = [0.55] * 23 + [0.9301]
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
+    made = evidence.block_cpu24_why(tmp_path)
+    assert "the run reached 93.01% after epoch 24 (flip TTA 93.45%); Page's own runs reached a median of 94.08%" in made
+    assert "on the official data: -1.07 points" in made  # 93.01 - 94.08
