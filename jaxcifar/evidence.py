@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcifar import lr_range, records
+from jaxcifar import lr_range, plots, records
 from jaxcifar.config import LR_MIN_RULES, TrainConfig
 from jaxcifar.errors import entry_point
 
@@ -428,6 +428,25 @@ def _swing(percent) -> float:
     return float(np.mean(np.abs(np.diff(np.asarray(percent)[SWING]))))
 
 
+CPU24_RUNS_FIGURE = "figures/cpu-24-runs.png"
+
+
+def figure_cpu24_runs(root: Path) -> Path | None:
+    """CPU24_RUNS_FIGURE: the test accuracy per epoch of the recipe's run, of each committed
+    investigation run and of the original, drawn from results/; None before cpu-24.json exists."""
+    if not (root / "results" / "cpu-24.json").exists():
+        return None
+    recipe = _read(root, "cpu-24")
+    curves = {f"the recipe (`accuracy` rule), {recipe['lr_max']:.3g}": recipe["epochs"]["test_accuracy"]}
+    for _, label, _, r in _experiments(root):
+        curves[label.split(" (`")[0]] = r["epochs"]["test_accuracy"]
+    curves["the PyTorch original (official data)"] = [a / 100 for a in ORIGINAL_TEST_ACCURACY]
+    curves = {label.replace("`", ""): acc for label, acc in curves.items()}
+    path = root / CPU24_RUNS_FIGURE
+    plots.compare_accuracy(curves, path, title="24 epochs on the 2-core CPU (JPEG data) beside the PyTorch original")
+    return path
+
+
 def block_cpu24_why(root: Path) -> str:
     """What the experiments say about the recipe's run ending below the original."""
     recipe = _read(root, "cpu-24")
@@ -474,6 +493,8 @@ def block_cpu24_why(root: Path) -> str:
             verdict = "clears" if acc[-1] >= BAR else "falls short of"
             text += f" Its final test accuracy, {_pct(acc[-1])}{tta}, {verdict} the {_pct(BAR)} bar."
         text += "\n"
+    if (root / CPU24_RUNS_FIGURE).exists():
+        text += f"\n![test accuracy per epoch of each 24-epoch run]({CPU24_RUNS_FIGURE})\n"
     return text
 
 
@@ -560,6 +581,7 @@ def readme_main(argv=None) -> list[str]:
         if problems:
             raise SystemExit(1)
         return []
+    figure_cpu24_runs(root)
     new = render_readme(text, root)
     with records.atomic_open(args.readme, "w") as f:
         f.write(new)

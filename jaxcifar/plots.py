@@ -136,6 +136,28 @@ def accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, ti
     return save(fig, path)
 
 
+def compare_accuracy(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
+    """Test accuracy per epoch of several runs, one line each, labelled with the final value.
+
+    Args:
+      curves: {label: test accuracies in [0, 1], epoch 1 first}; a run stopped early
+        has a shorter curve.
+    """
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    for label, accuracies in curves.items():
+        values = 100 * np.asarray(accuracies, dtype=np.float64)
+        epochs = np.arange(1, len(values) + 1)
+        ax.plot(epochs, values, "o-", ms=3, label=f"{label}: {values[-1]:.2f}% after epoch {len(values)}")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title or "Test accuracy per epoch")
+    return save(fig, path)
+
+
 def loss_accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
     """The 2x2 figure: train loss, train accuracy, test loss, test accuracy per epoch."""
     epochs = np.arange(1, len(history["train_loss"]) + 1)

@@ -188,3 +188,17 @@ def test_the_cifar10_fast_run_is_compared_with_pages_median_not_the_original(tmp
     made = evidence.block_cpu24_why(tmp_path)
     assert "the run reached 93.01% after epoch 24 (flip TTA 93.45%); Page's own runs reached a median of 94.08%" in made
     assert "on the official data: -1.07 points" in made  # 93.01 - 94.08
+
+
+def test_the_runs_figure_holds_the_recipe_each_investigation_and_the_original(tmp_path):
+    assert evidence.figure_cpu24_runs(tmp_path) is None  # nothing before the recipe's run
+    write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
+    name, _, _ = evidence.CPU24_EXPERIMENTS[0]
+    run = {"status": "interrupted", "command": "c", "epochs": {"test_accuracy": [0.47, 0.6], "train_loss": [1, 1]}}
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
+    assert "figures/cpu-24-runs.png" not in evidence.block_cpu24_why(tmp_path)  # not drawn yet
+    path = evidence.figure_cpu24_runs(tmp_path)
+    assert path == tmp_path / "figures" / "cpu-24-runs.png" and path.stat().st_size > 5_000
+    assert "![test accuracy per epoch of each 24-epoch run](figures/cpu-24-runs.png)" in (
+        evidence.block_cpu24_why(tmp_path)
+    )
