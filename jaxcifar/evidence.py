@@ -172,7 +172,15 @@ def block_lr_rules_full(root: Path) -> str:
     r = _read(root, "lr-range-cpu-full")
     rec = {k: np.asarray(v, dtype=np.float64) for k, v in r["records"].items()}
     div, fraction = r["settings"]["div_factor"], TrainConfig().lr_min_fraction
-    rows = [["the PyTorch original (its own sweep)", "0.0444", "0.00444 (LR_MAX / 10)", "", ""]]
+    rows = [
+        [
+            "the PyTorch original (its own sweep)",
+            f"{ORIGINAL_LR_MAX:g}",
+            f"{ORIGINAL_LR_MAX / 10:g} (LR_MAX / 10)",
+            "",
+            "",
+        ]
+    ]
     for rule, lr_max in lr_range.suggest(rec).items():
         found = lr_range.suggest_min(rec, lr_max, div, fraction)
         cells = [f"{found[m]['lr']:.3g}" if found[m]["lr"] is not None else "cannot decide" for m in LR_MIN_RULES]
@@ -281,6 +289,8 @@ def block_ctrl_c(root: Path) -> str:
     )
 
 
+# The PyTorch original's LR_MAX from its own LR range test (LR_MIN = LR_MAX / 10).
+ORIGINAL_LR_MAX = 0.0444
 ORIGINAL_TEST_ACCURACY = (
     48.40,
     59.78,
@@ -309,6 +319,16 @@ ORIGINAL_TEST_ACCURACY = (
 )
 
 
+def _tta(r: dict) -> str:
+    """' (flip TTA x%)' after a run's final test accuracy, where it evaluated with TTA."""
+    return f" (flip TTA {_pct(r['final_test_accuracy_tta'])})" if "final_test_accuracy_tta" in r else ""
+
+
+def _how_far(r: dict, epochs: int) -> str:
+    """'the run', or 'the run, stopped after epoch N,' for a run that did not finish."""
+    return "the run" if r["status"] == "completed" else f"the run, stopped after epoch {epochs},"
+
+
 def block_results(root: Path) -> str:
     rows = [
         [
@@ -316,7 +336,7 @@ def block_results(root: Path) -> str:
             "official CIFAR-10",
             "93.18% / 93.18%",
             "97.63%",
-            "0.0444 / 0.00444",
+            f"{ORIGINAL_LR_MAX:g} / {ORIGINAL_LR_MAX / 10:g}",
             "",
         ]
     ]
@@ -329,7 +349,6 @@ def block_results(root: Path) -> str:
         if not (root / "results" / f"{name}.json").exists():
             continue
         r = _read(root, name)
-        tta = f" (flip TTA {_pct(r['final_test_accuracy_tta'])})" if "final_test_accuracy_tta" in r else ""
         hours = (r["train_seconds"] + r["eval_seconds"]) / 3600
         if r["status"] != "completed":  # an investigation stopped part-way: say how far it got
             label += f", stopped after epoch {r['epochs_completed']} of {r['config']['epochs']}"
@@ -337,7 +356,7 @@ def block_results(root: Path) -> str:
             [
                 f"{label} ([results/{name}.json](results/{name}.json))",
                 "the JPEG copy (quality 75)",
-                f"{_pct(r['final_test_accuracy'])} / {_pct(r['best_test_accuracy'])}{tta}",
+                f"{_pct(r['final_test_accuracy'])} / {_pct(r['best_test_accuracy'])}{_tta(r)}",
                 _pct(r["best_train_accuracy"]),
                 f"{r['lr_max']:.3g} / {r['lr_min']:.3g}",
                 f"{hours:.2f} h" if hours >= 0.5 else f"{60 * hours:.1f} min",
@@ -451,14 +470,14 @@ def block_cpu24_why(root: Path) -> str:
     """What the experiments say about the recipe's run ending below the original."""
     recipe = _read(root, "cpu-24")
     low, high, peak = lr_range.accuracy_plateau(_read(root, "lr-range-cpu-full")["records"])
-    on = [low <= lr <= high for lr in (recipe["lr_max"], 0.0444)]
+    on = [low <= lr <= high for lr in (recipe["lr_max"], ORIGINAL_LR_MAX)]
     where = {2: "both lie", 1: "only one of them lies", 0: "neither lies"}[sum(on)]
     text = (
         "The committed sweep's smoothed training accuracy stays within "
         f"{100 * (1 - lr_range.PLATEAU_FRACTION):.0f}% of its peak ({_pct(peak)}) from LR {low:.3g} to {high:.3g}, "
-        f"a factor of {high / low:.0f}: the `accuracy` rule's {recipe['lr_max']:.3g} and the original's 0.0444 "
-        f"{where} on that plateau, where the noise of single batches decides which LR is highest; the `plateau` "
-        f"rule takes its geometric middle, {np.sqrt(low * high):.3g} "
+        f"a factor of {high / low:.0f}: the `accuracy` rule's {recipe['lr_max']:.3g} and the original's "
+        f"{ORIGINAL_LR_MAX:g} {where} on that plateau, where the noise of single batches decides which LR is "
+        f"highest; the `plateau` rule takes its geometric middle, {np.sqrt(low * high):.3g} "
         "([results/lr-range-cpu-full.json](results/lr-range-cpu-full.json)).\n"
     )
     ours = np.asarray(recipe["epochs"]["test_accuracy"])
@@ -470,16 +489,16 @@ def block_cpu24_why(root: Path) -> str:
         f"next on average, the original's by {_swing(ORIGINAL_TEST_ACCURACY):.2f}.\n"
     )
     for name, label, kind, r in _experiments(root):
-        acc = np.asarray(r["epochs"]["test_accuracy"])
-        n = len(acc)
         if kind == "page":
             text += _page_sentence(name, label, r)
             continue
+        acc = np.asarray(r["epochs"]["test_accuracy"])
+        n = len(acc)
         original = np.asarray(ORIGINAL_TEST_ACCURACY[:n]) / 100
         text += (
             f"\nWith {label}, and nothing else changed (seed 0, the same data and code; "
             f"[results/{name}.json](results/{name}.json), `{r.get('started_with', r['command'])}`), "
-            f"{'the run' if r['status'] == 'completed' else f'the run, stopped after epoch {n},'} reached "
+            f"{_how_far(r, n)} reached "
             f"{_pct(acc[0])} after epoch 1 (the recipe's run {_pct(ours[0])}, the original {_pct(original[0])}; "
             f"mean training loss {r['epochs']['train_loss'][0]:.2f}) "
             f"and {_pct(acc[-1])} after epoch {n} (the recipe's run {_pct(ours[n - 1])}, the original "
@@ -489,9 +508,8 @@ def block_cpu24_why(root: Path) -> str:
         if n >= SWING.stop:
             text += f" Over epochs 6-19 its test accuracy moved by {_swing(100 * acc):.2f} points an epoch on average."
         if r["status"] == "completed":
-            tta = f" (flip TTA {_pct(r['final_test_accuracy_tta'])})" if "final_test_accuracy_tta" in r else ""
             verdict = "clears" if acc[-1] >= BAR else "falls short of"
-            text += f" Its final test accuracy, {_pct(acc[-1])}{tta}, {verdict} the {_pct(BAR)} bar."
+            text += f" Its final test accuracy, {_pct(acc[-1])}{_tta(r)}, {verdict} the {_pct(BAR)} bar."
         text += "\n"
     if (root / CPU24_RUNS_FIGURE).exists():
         text += f"\n![test accuracy per epoch of each 24-epoch run]({CPU24_RUNS_FIGURE})\n"
@@ -501,18 +519,17 @@ def block_cpu24_why(root: Path) -> str:
 def _page_sentence(name: str, label: str, r: dict) -> str:
     """The cifar10-fast run on our data and code against Page's median on the official data."""
     acc = r["epochs"]["test_accuracy"]
-    how_far = "the run" if r["status"] == "completed" else f"the run, stopped after epoch {len(acc)},"
     text = (
         f"\nWith {label}: Nesterov momentum, weight decay 5e-4, logits x 0.125, LR 0 -> 0.4 -> 0, and our "
         "augmentation, which is his too (whole 8x8 Cutout holes, flips at 0.5), on the same JPEG data and code "
         f"([results/{name}.json](results/{name}.json), "
-        f"`{r.get('started_with', r['command'])}`), {how_far} reached {_pct(acc[-1])} after epoch {len(acc)}"
+        f"`{r.get('started_with', r['command'])}`), {_how_far(r, len(acc))} reached {_pct(acc[-1])} "
+        f"after epoch {len(acc)}"
     )
     if r["status"] != "completed":
         return text + ".\n"
-    tta = f" (flip TTA {_pct(r['final_test_accuracy_tta'])})" if "final_test_accuracy_tta" in r else ""
     return text + (
-        f"{tta}; Page's own runs reached a median of {_pct(PAGE_MEDIAN)} on the official data: "
+        f"{_tta(r)}; Page's own runs reached a median of {_pct(PAGE_MEDIAN)} on the official data: "
         f"{100 * (acc[-1] - PAGE_MEDIAN):+.2f} points, what the JPEG data, one seed and our code cost together.\n"
     )
 
