@@ -30,7 +30,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from jaxcifar.augment import AUGMENTERS, AugmentConfig
+from jaxcifar.augment import AUGMENTERS, CUTOUT_PLACEMENTS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
 KERNEL_GRADS = ("xla", "taps")
@@ -121,6 +121,8 @@ class TrainConfig:
     augment: str = "numpy"  # numpy | albumentations | device (host draws, pixel work in the step)
     flip_prob: float = 0.5  # horizontal flip probability (the PyTorch original: 0.7)
     cutout: int = 8  # Cutout hole side in pixels; 0 disables
+    cutout_prob: float = 1.0  # share of images that get a hole (the original: 0.5, albumentations 0.4's default)
+    cutout_placement: str = "inside"  # inside: whole in the image | clip: centre anywhere, clipped (the original)
     workers: int = 0  # augmentation threads; 0 = min(4, CPU cores)
     # LR range test (with lr_max None, or `python -m jaxcifar.lr_range`)
     lr_range_start: float = 1e-4  # first LR of the sweep
@@ -201,8 +203,11 @@ class TrainConfig:
             raise ValueError(f"label-smoothing must be in [0, 1), got {self.label_smoothing}")
         try:
             _ = self.augmentation
-        except ValueError as e:  # flip-prob outside [0, 1], cutout outside 0..32
-            raise ValueError(str(e).replace("flip_prob", "flip-prob")) from None
+        except ValueError as e:  # flip-prob outside [0, 1], cutout outside 0..32, ...
+            message = str(e)
+            for name in ("flip_prob", "cutout_prob", "cutout_placement"):  # as the flags spell them
+                message = message.replace(name, name.replace("_", "-"))
+            raise ValueError(message) from None
         if self.lr_range_start >= self.lr_range_end:
             raise ValueError(
                 "the LR range test sweeps upwards: "
@@ -262,7 +267,12 @@ class TrainConfig:
     @property
     def augmentation(self) -> AugmentConfig:
         """The augmentation recipe of the run."""
-        return AugmentConfig(flip_prob=self.flip_prob, cutout=self.cutout)
+        return AugmentConfig(
+            flip_prob=self.flip_prob,
+            cutout=self.cutout,
+            cutout_prob=self.cutout_prob,
+            cutout_placement=self.cutout_placement,
+        )
 
     @property
     def augment_threads(self) -> int:
@@ -373,6 +383,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
     )
     add(g, "flip_prob", type=float, help=f"horizontal flip probability (default: {d.flip_prob})")
     add(g, "cutout", type=int, help=f"Cutout hole side in pixels, 0 disables (default: {d.cutout})")
+    add(g, "cutout_prob", type=float, help=f"share of images that get a hole (default: {d.cutout_prob})")
+    add(
+        g,
+        "cutout_placement",
+        choices=CUTOUT_PLACEMENTS,
+        help="inside: the hole whole inside the image; clip: its centre anywhere, clipped at the border, "
+        f"as the original's albumentations 0.4 Cutout (default: {d.cutout_placement})",
+    )
     add(g, "workers", type=int, help="augmentation threads (default: 0 = min(4, CPU cores))")
     g = parser.add_argument_group("LR range test")
     add(g, "lr_range_start", "--start-lr", type=float, help=f"first LR of the sweep (default: {d.lr_range_start})")

@@ -127,6 +127,45 @@ def test_exactly_one_8x8_hole_of_zeros():
     assert abs(top.mean() - 12) < 0.5 and abs(left.mean() - 12) < 0.5
 
 
+def test_the_default_draws_are_those_of_earlier_versions():
+    # Runs resume and reproduce across versions: the default recipe draws crop, flip
+    # and hole in this order from the batch's generator, and nothing more.
+    draws = aug.draw(512, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    expected = [rng.integers(0, 9, 512), rng.integers(0, 9, 512), rng.random(512) < 0.5]
+    expected += [rng.integers(0, 25, 512), rng.integers(0, 25, 512)]
+    for got, want in zip((draws.dy, draws.dx, draws.flip, draws.hole_y, draws.hole_x), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_clipped_holes_follow_the_originals_cutout():
+    # albumentations 0.4's Cutout (the original's): centre c uniform in 0..32 on each
+    # axis, rows max(c-4, 0) .. min(c+4, 32): 4, 5, 6, 7 rows for c = 0..3 and 29..32,
+    # 8 rows for the 25 centres between; the top row is 0 for c = 0..4, c-4 above.
+    n = 6600
+    out = aug.augment_numpy(coordinate_images(n), np.random.default_rng(5), AugmentConfig(cutout_placement="clip"))
+    zeros = holes(out)
+    rows, cols = zeros.any(axis=2), zeros.any(axis=1)
+    assert (zeros.sum(axis=(1, 2)) == rows.sum(1) * cols.sum(1)).all()  # one rectangle each
+    expected_sides = np.array([0, 0, 0, 0, 2, 2, 2, 2, 25]) / 33  # 0..8 rows
+    for side in (rows.sum(axis=1), cols.sum(axis=1)):
+        # each 1/33 of 6600 = 200 images +- 14: allow 5 sigma
+        np.testing.assert_allclose(np.bincount(side, minlength=9) / n, expected_sides, atol=0.011)
+    top = rows.argmax(axis=1)
+    expected_tops = np.array([5] + [1] * 28) / 33  # rows 0..28
+    np.testing.assert_allclose(np.bincount(top, minlength=29) / n, expected_tops, atol=0.011)
+    # 54.7 pixels on average (7.39 rows x 7.39 columns) rather than 64
+    assert abs(zeros.sum(axis=(1, 2)).mean() - (244 / 33) ** 2) < 0.6
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_cutout_prob_is_the_share_of_images_with_a_hole(p):
+    out = aug.augment_numpy(coordinate_images(4000), np.random.default_rng(6), AugmentConfig(cutout_prob=p))
+    cut = holes(out).sum(axis=(1, 2))
+    assert set(np.unique(cut)) <= {0, 64}
+    assert abs((cut > 0).mean() - p) < 0.04  # 5 sigma of a binomial of 4000: 0.04
+
+
 def test_cutout_zero_disables_the_hole():
     out = aug.augment_numpy(coordinate_images(100), np.random.default_rng(0), AugmentConfig(cutout=0))
     assert not holes(out).any()
@@ -175,6 +214,20 @@ def test_numpy_and_albumentations_agree_in_distribution():
     np.testing.assert_allclose(ma[..., 2], 200, atol=0.5)
 
 
+def test_numpy_and_albumentations_agree_on_the_originals_cutout():
+    pytest.importorskip("albumentations")
+    n, config = 4000, AugmentConfig(cutout_prob=0.5, cutout_placement="clip")
+    images = coordinate_images(n)
+    sides = {}
+    for name in aug.HOST_AUGMENTERS:
+        zeros = holes(aug.make_augment(name, config)(images, np.random.default_rng(9)))
+        rows = zeros.any(axis=2)
+        # share of images with a hole of 0, 4, 5, 6, 7, 8 rows; hand-computed: 0.5, 4 x 1/66, 25/66
+        sides[name] = np.bincount(rows.sum(axis=1), minlength=9)[[0, 4, 5, 6, 7, 8]] / n
+        np.testing.assert_allclose(sides[name], [0.5, 1 / 66, 1 / 66, 1 / 66, 1 / 66, 25 / 66], atol=0.04)
+    np.testing.assert_allclose(sides["numpy"], sides["albumentations"], atol=0.04)
+
+
 def test_albumentations_pipeline_is_the_recipe():
     A = pytest.importorskip("albumentations")
     import cv2
@@ -186,7 +239,12 @@ def test_albumentations_pipeline_is_the_recipe():
     assert (pad.min_height, pad.min_width, pad.border_mode) == (40, 40, cv2.BORDER_REFLECT_101)
     assert pipeline.transforms[2].p == 0.7
     drop = pipeline.transforms[4]
-    assert drop.num_holes_range == (1, 1) and drop.hole_height_range == (8, 8) and drop.fill == 0
+    assert drop.num_holes_range == (1, 1) and drop.hole_height_range == (8, 8) and drop.fill == 0 and drop.p == 1
+    # The original's Cutout: a whole hole in the image padded by 4 with zeros, then cropped back.
+    clipped = aug.albumentations_pipeline(AugmentConfig(cutout_prob=0.5, cutout_placement="clip")).transforms[4:]
+    assert [type(t) for t in clipped] == [A.PadIfNeeded, A.CoarseDropout, A.CenterCrop]
+    assert (clipped[0].min_height, clipped[0].border_mode, clipped[0].fill) == (40, cv2.BORDER_CONSTANT, 0)
+    assert clipped[1].p == 0.5 and (clipped[2].height, clipped[2].width) == (32, 32)
 
 
 @pytest.mark.parametrize("name", aug.HOST_AUGMENTERS)
@@ -205,6 +263,10 @@ def test_bad_config_and_inputs():
         AugmentConfig(flip_prob=1.5)
     with pytest.raises(ValueError, match=r"cutout must be a hole side in 0..32 pixels, got 40"):
         AugmentConfig(cutout=40)
+    with pytest.raises(ValueError, match=r"cutout_prob must be a probability in \[0, 1\], got 2"):
+        AugmentConfig(cutout_prob=2)
+    with pytest.raises(ValueError, match=r"cutout_placement must be one of \('inside', 'clip'\), got 'edge'"):
+        AugmentConfig(cutout_placement="edge")
     with pytest.raises(ValueError, match=r"expected uint8 images \[N, H, W, 3\], got float32\[2, 32, 32, 3\]"):
         aug.augment_numpy(np.zeros((2, 32, 32, 3), np.float32), np.random.default_rng(0))
     with pytest.raises(
@@ -227,3 +289,11 @@ def test_augment_cli_draws_the_sample_grid(tmp_path):
     with pytest.raises(SystemExit) as exc:
         aug.main(["--data", "synthetic", "--images", "3", "--copies", "2", "--out", str(out)])
     assert exc.value.code == 2
+
+
+def test_augment_cli_refuses_a_bad_cutout_prob_before_writing(tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    with pytest.raises(SystemExit) as exc:
+        aug.main(["--data", "synthetic", "--cutout-prob", "3", "--cutout-placement", "clip", "--out", str(out)])
+    assert exc.value.code == 2 and not out.exists()
+    assert "cutout_prob must be a probability in [0, 1], got 3.0" in capsys.readouterr().err

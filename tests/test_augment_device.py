@@ -21,21 +21,29 @@ def random_images(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("cutout", [8, 0])
-def test_device_pixels_equal_the_numpy_path(cutout):
-    config = AugmentConfig(cutout=cutout)
+@pytest.mark.parametrize(
+    "config",
+    [AugmentConfig(), AugmentConfig(cutout=0), AugmentConfig(cutout_prob=0.5, cutout_placement="clip")],
+    ids=["inside", "no-cutout", "clip"],
+)
+def test_device_pixels_equal_the_numpy_path(config):
     images = random_images(64)
     draws = aug.draw(64, np.random.default_rng(3), config)
-    # The corner cases: no offset, the largest offset, both flips, holes at both ends.
+    # The corner cases: no offset, the largest offset, both flips, holes at both ends
+    # (partly outside the image with "clip"; -8: no hole).
     draws.dy[:4], draws.dx[:4], draws.flip[:4] = [0, 8, 0, 8], [0, 8, 8, 0], [False, True, False, True]
-    draws.hole_y[:2], draws.hole_x[:2] = [0, 24], [24, 0]
+    clip = config.cutout_placement == "clip"
+    draws.hole_y[:3], draws.hole_x[:3] = ([-4, 28, -8], [8, -4, -8]) if clip else ([0, 24, 0], [24, 0, 0])
     expected = aug.apply_numpy(images, draws, config)
     got = np.asarray(jax.jit(augment_device.apply, static_argnums=2)(images, draws.packed(), config))
     assert got.dtype == np.float32 and got.shape == (64, 32, 32, 3)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     assert np.array_equal(got == 0.0, expected == 0.0)  # the holes exactly
-    if cutout:
-        assert np.all(np.all(got == 0.0, axis=-1).sum(axis=(1, 2)) == 64)  # one 8x8 hole each
+    cut = np.all(got == 0.0, axis=-1).sum(axis=(1, 2))
+    if config == AugmentConfig():
+        assert np.all(cut == 64)  # one 8x8 hole each
+    elif clip:
+        assert list(cut[:3]) == [4 * 8, 4 * 4, 0]  # 4 rows x 8 columns, 4 x 4 in the corner, none
 
 
 def test_packed_draws_hold_each_choice_in_its_column():

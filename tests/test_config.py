@@ -86,6 +86,7 @@ def test_config_json_round_trip_and_earlier_versions():
         TrainConfig(dtype="bfloat16", kernel_grad="xla", peak_epoch=4.0, augment="device", data="synthetic"),
         TrainConfig.create(quick=True, n_train=640, lr_range_rule="min-loss", checkpoint_every=0),
         TrainConfig(lr_range_rule="valley", lr_min_rule="rise", lr_min_fraction=0.25),
+        TrainConfig(flip_prob=0.7, cutout_prob=0.5, cutout_placement="clip"),
     ],
 )
 def test_a_config_reads_back_as_flags(config):
@@ -130,6 +131,8 @@ def test_help_shows_every_flag_with_its_default(capsys):
     [
         ({"flip_prob": 3.0}, "flip-prob must be a probability in [0, 1], got 3.0"),
         ({"cutout": 99}, "cutout must be a hole side in 0..32 pixels, got 99"),
+        ({"cutout_prob": -0.5}, "cutout-prob must be a probability in [0, 1], got -0.5"),
+        ({"cutout_placement": "edge"}, "cutout-placement must be one of ('inside', 'clip'), got 'edge'"),
         ({"seed": -1}, "seed must be >= 0, got -1"),
         ({"workers": -2}, "workers must be >= 0, got -2"),
         ({"logit_scale": 0.0}, "logit-scale must be positive, got 0.0"),
@@ -173,6 +176,8 @@ def test_the_peak_scales_with_the_run_unless_given():
         (["--batch-size", "0"], "batch-size must be positive, got 0"),
         (["--width", "-1"], "width must be positive, got -1"),
         (["--flip-prob", "3"], "flip-prob must be a probability in [0, 1], got 3.0"),
+        (["--cutout-prob", "2"], "cutout-prob must be a probability in [0, 1], got 2.0"),
+        (["--cutout-placement", "edge"], "invalid choice: 'edge'"),
     ],
 )
 def test_bad_flags_are_argparse_errors(argv, message, capsys):
