@@ -375,10 +375,24 @@ def block_results(root: Path) -> str:
 CPU24_EXPERIMENTS = (
     ("cpu-24-lr-original", "the original's LR pair 0.0444 / 0.00444 (`--lr-max 0.0444 --lr-min 0.00444`)", "recipe"),
     ("cpu-24-plateau", "the `plateau` rule's LR pair 0.029 / 0.0029 (`--lr-range-rule plateau`)", "recipe"),
+    (
+        "cpu-24-original-aug",
+        "the original's LR pair and augmentation (`--lr-max 0.0444 --lr-min 0.00444 --flip-prob 0.7 "
+        "--cutout-prob 0.5 --cutout-placement clip`)",
+        "recipe",
+    ),
     ("cpu-24-fast", "David Page's cifar10-fast settings (`--recipe cifar10-fast`)", "page"),
 )
+# Runs that differ from an earlier experiment in one setting group, compared with it too:
+# the original's augmentation on top of the original's LR pair.
+CPU24_BASES = {"cpu-24-original-aug": "cpu-24-lr-original"}
 # davidcpage/cifar10-fast: median test accuracy of 50 runs of 24 epochs, official CIFAR-10, V100.
 PAGE_MEDIAN = 0.9408
+
+
+def _short(label: str) -> str:
+    """An experiment's label without its flags: "the original's LR pair 0.0444 / 0.00444"."""
+    return label.split(" (`")[0]
 
 
 def _experiments(root: Path) -> list[tuple[str, str, str, dict]]:
@@ -458,7 +472,7 @@ def figure_cpu24_runs(root: Path) -> Path | None:
     recipe = _read(root, "cpu-24")
     curves = {f"the recipe (`accuracy` rule), {recipe['lr_max']:.3g}": recipe["epochs"]["test_accuracy"]}
     for _, label, _, r in _experiments(root):
-        curves[label.split(" (`")[0]] = r["epochs"]["test_accuracy"]
+        curves[_short(label)] = r["epochs"]["test_accuracy"]
     curves["the PyTorch original (official data)"] = [a / 100 for a in ORIGINAL_TEST_ACCURACY]
     curves = {label.replace("`", ""): acc for label, acc in curves.items()}
     path = root / CPU24_RUNS_FIGURE
@@ -488,6 +502,7 @@ def block_cpu24_why(root: Path) -> str:
         f"Over epochs 6-19 its test accuracy moved by {_swing(100 * ours):.2f} points from one epoch to the "
         f"next on average, the original's by {_swing(ORIGINAL_TEST_ACCURACY):.2f}.\n"
     )
+    done = {name: (label, r) for name, label, _, r in _experiments(root)}
     for name, label, kind, r in _experiments(root):
         if kind == "page":
             text += _page_sentence(name, label, r)
@@ -505,6 +520,14 @@ def block_cpu24_why(root: Path) -> str:
             f"{_pct(original[-1])}). Over its {n} epochs it stands {100 * np.mean(acc - ours[:n]):+.2f} points "
             f"from the recipe's run and {100 * np.mean(acc - original):+.2f} from the original, on average."
         )
+        if CPU24_BASES.get(name) in done:
+            base_label, base = done[CPU24_BASES[name]]
+            other = np.asarray(base["epochs"]["test_accuracy"])
+            m = min(n, len(other))
+            text += (
+                f" Against the run with {_short(base_label)} alone, it stands {100 * (acc[m - 1] - other[m - 1]):+.2f}"
+                f" points after epoch {m} and {100 * np.mean(acc[:m] - other[:m]):+.2f} on average."
+            )
         if n >= SWING.stop:
             text += f" Over epochs 6-19 its test accuracy moved by {_swing(100 * acc):.2f} points an epoch on average."
         if r["status"] == "completed":

@@ -172,6 +172,24 @@ def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
     assert "points an epoch" not in evidence.block_cpu24_why(tmp_path)  # epochs 6-19 not all there yet
 
 
+def test_a_run_on_top_of_another_experiment_is_compared_with_it_too(tmp_path):
+    write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
+    name, base = next(iter(evidence.CPU24_BASES.items()))
+    label = next(lab for n, lab, _ in evidence.CPU24_EXPERIMENTS if n == name)
+
+    def write(run_name, test_acc):
+        run = {"status": "interrupted", "command": "c", "epochs": {"test_accuracy": test_acc, "train_loss": [1.0]}}
+        (tmp_path / "results" / f"{run_name}.json").write_text(json.dumps(run))
+
+    write(name, [0.50, 0.62, 0.71])
+    assert "Against" not in evidence.block_cpu24_why(tmp_path)  # its base is not committed yet
+    write(base, [0.47, 0.60])  # stopped earlier: compared over the epochs both have
+    made = evidence.block_cpu24_why(tmp_path)
+    assert f"With {label}" in made
+    assert "Against the run with the original's LR pair 0.0444 / 0.00444 alone, it stands +2.00 points after " in made
+    assert "epoch 2 and +2.50 on average." in made  # mean of 0.03 and 0.02
+
+
 def test_the_cifar10_fast_run_is_compared_with_pages_median_not_the_original(tmp_path):
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
     (name, label) = next((n, lab) for n, lab, kind in evidence.CPU24_EXPERIMENTS if kind == "page")
