@@ -278,6 +278,41 @@ def block_cpu_variants(root: Path) -> str:
     )
 
 
+PART_NAMES = {"forward": "forward", "input_grad": "input gradient", "kernel_grad": "kernel gradient"}
+
+
+def block_conv_layers(root: Path) -> str:
+    """Each convolution's forward pass and gradients, ours beside PyTorch's, and their share of the step."""
+    r = _read(root, "conv-layers-cpu")
+    rows = [
+        [
+            f"{x['layer']} ({x['shape'][0]}x{x['shape'][0]}, {x['shape'][1]} -> {x['shape'][2]})",
+            PART_NAMES[x["part"]],
+            f"{x['jax_ms']:.0f}",
+            f"{x['torch_ms']:.0f}",
+            f"{x['jax_vs_torch']:.2f}x",
+        ]
+        for x in r["rows"]
+    ]
+    t, step = r["totals"], r["step"]
+    rows += [
+        [f"**all 8**, {'every part' if part == 'all' else PART_NAMES[part]}", "", f"{t[part]['jax_ms']:.0f}",
+         f"{t[part]['torch_ms']:.0f}", f"{t[part]['jax_vs_torch']:.2f}x"]
+        for part in ("forward", "input_grad", "kernel_grad", "all")
+    ]  # fmt: skip
+    worst = max(r["rows"], key=lambda x: x["relative_difference"])["relative_difference"]
+    return (
+        _table(["convolution at batch " + str(r["batch_size"]), "part", "ms, jaxcifar", "ms, PyTorch", "ratio"], rows)
+        + f"\nThe convolutions take {t['all']['jax_ms']:.0f} ms of our whole training step's "
+        f"{step['jax_ms']:.0f} ms ({100 * step['convolutions_share']:.0f}%); PyTorch's channels-last step took "
+        f"{step['torch_channels_last_ms']:.0f} ms in the same run. Outside the convolutions, our step spends "
+        f"{step['jax_ms'] - t['all']['jax_ms']:.0f} ms, PyTorch's "
+        f"{step['torch_channels_last_ms'] - t['all']['torch_ms']:.0f} ms. Both frameworks computed the same numbers "
+        f"(largest difference {worst:.1e} of the largest value) "
+        f"(`{r['command']}`, [results/conv-layers-cpu.json](results/conv-layers-cpu.json)).\n"
+    )
+
+
 def block_ctrl_c(root: Path) -> str:
     r = _read(root, "ctrl-c-cpu")
     epoch, batch = r["stopped_at"]
@@ -565,6 +600,7 @@ BLOCKS = {
     "lr-rules-quick": block_lr_rules_quick,
     "bench-cpu": block_bench_cpu,
     "cpu-variants": block_cpu_variants,
+    "conv-layers": block_conv_layers,
     "ctrl-c": block_ctrl_c,
     "results": block_results,
     "cpu-24-epochs": block_cpu24_epochs,

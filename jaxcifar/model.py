@@ -83,7 +83,8 @@ def _max_pool2_jvp(primals, tangents):
     return window.max(axis=-1), jnp.sum(first_max * _windows(t), axis=-1)
 
 
-def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 'same' convolution, stride 1: x float[N, H, W, C], kernel float[3, 3, C, K] -> float[N, H, W, K]."""
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -112,17 +113,17 @@ def _kernel_grad_taps(x: jax.Array, g: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def conv3x3_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """_conv3x3 whose kernel gradient is computed by `_kernel_grad_taps`."""
-    return _conv3x3(x, kernel)
+    """conv3x3 whose kernel gradient is computed by `_kernel_grad_taps`."""
+    return conv3x3(x, kernel)
 
 
 def _taps_fwd(x, kernel):
-    return _conv3x3(x, kernel), (x, kernel)
+    return conv3x3(x, kernel), (x, kernel)
 
 
 def _taps_bwd(residuals, g):
     x, kernel = residuals
-    dx = jax.vjp(lambda x_: _conv3x3(x_, kernel), x)[1](g)[0]  # XLA's input gradient
+    dx = jax.vjp(lambda x_: conv3x3(x_, kernel), x)[1](g)[0]  # XLA's input gradient
     return dx, _kernel_grad_taps(x, g).astype(kernel.dtype)
 
 
@@ -134,10 +135,10 @@ class Conv3x3(nn.Module):
 
     kernel_grad="taps" computes the kernel gradient as nine matmuls, one per kernel
     tap, instead of XLA's convolution. It paid off on XLA:CPU with YNNPACK's
-    convolutions (the training step at batch 512: 54 -> 78 images/s); with the
-    Eigen convolutions jaxcifar selects on CPUs, XLA's own gradient is faster (118
-    against 100 images/s; results/cpu-step-variants.json), so "xla" is the default
-    everywhere and "taps" stays for comparison.
+    convolutions (the training step at batch 512: 0.47x -> 0.70x of jaxcifar's); with
+    the Eigen convolutions jaxcifar selects on CPUs, XLA's own gradient is faster (taps:
+    0.84x; results/cpu-step-variants.json), so "xla" is the default everywhere and
+    "taps" stays for comparison.
     """
 
     features: int
@@ -150,7 +151,7 @@ class Conv3x3(nn.Module):
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         if self.kernel_grad == "taps":
             return conv3x3_taps(x, kernel)
-        return _conv3x3(x, kernel)
+        return conv3x3(x, kernel)
 
 
 class ConvBN(nn.Module):
@@ -288,6 +289,29 @@ def count_params(tree: Any) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(tree))
 
 
+def conv_shapes(width: int = DEFAULT_WIDTH, image_size: int = 32) -> list[tuple[str, int, int, int]]:
+    """The network's 3x3 convolutions in order: (name, image side, input channels, output channels).
+
+    The side is the convolution's own (before the max-pool that may follow it).
+    """
+    w, s = width, image_size
+    return [
+        ("prep", s, 3, w),
+        ("layer1", s, w, 2 * w),
+        ("res1.conv_bn1", s // 2, 2 * w, 2 * w),
+        ("res1.conv_bn2", s // 2, 2 * w, 2 * w),
+        ("layer2", s // 2, 2 * w, 4 * w),
+        ("layer3", s // 4, 4 * w, 8 * w),
+        ("res2.conv_bn1", s // 8, 8 * w, 8 * w),
+        ("res2.conv_bn2", s // 8, 8 * w, 8 * w),
+    ]
+
+
+def conv_flops(side: int, c_in: int, c_out: int) -> int:
+    """FLOPs of one image through one 3x3 'same' convolution: 2 per multiply-add, padding counted."""
+    return 2 * side * side * 9 * c_in * c_out
+
+
 def forward_flops(width: int = DEFAULT_WIDTH, image_size: int = 32) -> int:
     """FLOPs of one image's forward pass through the convolutions and the dense layer.
 
@@ -296,18 +320,8 @@ def forward_flops(width: int = DEFAULT_WIDTH, image_size: int = 32) -> int:
     counts 12% fewer at width 8). BatchNorm, ReLU and pooling add under 1%. A
     training step costs about 3x this: forward, input gradient, kernel gradient.
     """
-    w, s = width, image_size
-    convs = [  # (output side before any pool, input channels, output channels)
-        (s, 3, w),  # prep
-        (s, w, 2 * w),  # layer1
-        (s // 2, 2 * w, 2 * w),  # res1, twice
-        (s // 2, 2 * w, 2 * w),
-        (s // 2, 2 * w, 4 * w),  # layer2
-        (s // 4, 4 * w, 8 * w),  # layer3
-        (s // 8, 8 * w, 8 * w),  # res2, twice
-        (s // 8, 8 * w, 8 * w),
-    ]
-    return sum(2 * side * side * 9 * c_in * c_out for side, c_in, c_out in convs) + 2 * 8 * w * NUM_CLASSES
+    convs = conv_shapes(width, image_size)
+    return sum(conv_flops(side, c_in, c_out) for _, side, c_in, c_out in convs) + 2 * 8 * width * NUM_CLASSES
 
 
 def intermediates(model: ResNet9, variables: dict, images: jax.Array) -> dict[str, jax.Array]:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxcifar.bench import augment_speed, benchmark, device_check
+from jaxcifar.bench import augment_speed, benchmark, conv_layers, device_check
 
 TINY = ["--batch-size", "16", "--width", "4", "--steps", "1", "--epoch-steps", "2", "--no-torch"]
 
@@ -67,6 +67,37 @@ def test_ratios_pair_each_torch_variant_with_our_fastest_step_at_its_batch():
     }
 
 
+def test_conv_layers_times_every_part_of_every_convolution(tmp_path, capsys):
+    out = tmp_path / "conv.json"
+    result = conv_layers.main(["--batch-size", "2", "--width", "4", "--repeats", "1", "--steps", "1", "--no-torch",
+                               "--out", str(out)])  # fmt: skip
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+    rows = result["rows"]
+    # 8 convolutions x 3 parts, less the image's gradient, which no step computes.
+    assert len(rows) == 23 and ("prep", "input_grad") not in {(r["layer"], r["part"]) for r in rows}
+    layer1 = next(r for r in rows if r["layer"] == "layer1" and r["part"] == "kernel_grad")
+    assert layer1["shape"] == [32, 4, 8] and layer1["gflop"] == pytest.approx(2 * 2 * 32 * 32 * 9 * 4 * 8 / 1e9)
+    assert all(r["jax_ms"] > 0 and "torch_ms" not in r for r in rows)
+    assert result["totals"]["all"]["jax_ms"] == pytest.approx(sum(r["jax_ms"] for r in rows))
+    assert result["step"]["convolutions_share"] == pytest.approx(
+        result["totals"]["all"]["jax_ms"] / result["step"]["jax_ms"]
+    )
+    assert "all convolutions: jax" in capsys.readouterr().out
+
+
+def test_conv_layer_totals_by_hand():
+    rows = [
+        {"part": "forward", "jax_ms": 3.0, "torch_ms": 2.0},
+        {"part": "kernel_grad", "jax_ms": 6.0, "torch_ms": 3.0},
+        {"part": "kernel_grad", "jax_ms": 3.0, "torch_ms": 3.0},
+    ]
+    t = conv_layers.totals(rows)
+    assert t["forward"] == {"jax_ms": 3.0, "torch_ms": 2.0, "jax_vs_torch": 1.5}
+    assert t["kernel_grad"] == {"jax_ms": 9.0, "torch_ms": 6.0, "jax_vs_torch": 1.5}
+    assert t["input_grad"] == {"jax_ms": 0}
+    assert t["all"] == {"jax_ms": 12.0, "torch_ms": 8.0, "jax_vs_torch": 1.5}
+
+
 def test_a_missing_albumentations_is_recorded_not_fatal(monkeypatch):
     real_import = builtins.__import__
 
@@ -104,6 +135,22 @@ def test_torch_reference_is_the_same_network():
     model = torch_reference.resnet9()
     assert sum(p.numel() for p in model.parameters()) == 6_573_120
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_conv_layers_give_pytorch_the_same_arithmetic():
+    pytest.importorskip("torch")
+    from jaxcifar.bench import torch_reference
+
+    x, kernel, g = conv_layers.conv_inputs(3, 8, 5, 6)
+    ours, theirs = conv_layers.jax_parts(x, kernel, g), torch_reference.conv_parts(x, kernel, g)
+    shapes = {"forward": (3, 8, 8, 6), "input_grad": (3, 8, 8, 5), "kernel_grad": (3, 3, 5, 6)}
+    for part, shape in shapes.items():
+        a, b = np.asarray(ours[part]()), theirs[part]()
+        assert a.shape == b.shape == shape
+        assert conv_layers.relative_difference(a, b) < 1e-5
+    # and a wrong layout would show: the kernel gradient against its own transpose is far off
+    wrong = np.asarray(ours["kernel_grad"]()).transpose(1, 0, 2, 3)
+    assert conv_layers.relative_difference(wrong, theirs["kernel_grad"]()) > 0.1
 
 
 def test_steps_match_the_pytorch_originals_from_the_same_weights():

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from jaxcifar import evidence
+from jaxcifar.bench import conv_layers
 
 
 def test_collect_run_copies_evidence_and_never_overwrites(tmp_path, tiny_run):
@@ -220,3 +221,22 @@ def test_the_runs_figure_holds_the_recipe_each_investigation_and_the_original(tm
     assert "![test accuracy per epoch of each 24-epoch run](figures/cpu-24-runs.png)" in (
         evidence.block_cpu24_why(tmp_path)
     )
+
+
+def test_the_convolution_block_sums_the_parts_and_gives_their_share_of_the_step(tmp_path):
+    def row(part, jax_ms, torch_ms, difference=1e-6):
+        return {"layer": "layer1", "shape": [32, 64, 128], "part": part, "jax_ms": jax_ms, "torch_ms": torch_ms,
+                "jax_vs_torch": jax_ms / torch_ms, "relative_difference": difference}  # fmt: skip
+
+    rows = [row("forward", 440.0, 400.0), row("input_grad", 200.0, 250.0, 3e-6), row("kernel_grad", 560.0, 350.0)]
+    (tmp_path / "results").mkdir()
+    record = {"batch_size": 512, "rows": rows, "totals": conv_layers.totals(rows), "command": "python c.py"}
+    record["step"] = {"jax_ms": 1500.0, "torch_channels_last_ms": 1100.0, "convolutions_share": 1200.0 / 1500.0}
+    (tmp_path / "results" / "conv-layers-cpu.json").write_text(json.dumps(record))
+    made = evidence.block_conv_layers(tmp_path)
+    assert "| layer1 (32x32, 64 -> 128) | kernel gradient | 560 | 350 | 1.60x |" in made
+    assert "| layer1 (32x32, 64 -> 128) | input gradient | 200 | 250 | 0.80x |" in made
+    assert "| **all 8**, every part |  | 1200 | 1000 | 1.20x |" in made  # 440 + 200 + 560 against 400 + 250 + 350
+    assert "The convolutions take 1200 ms of our whole training step's 1500 ms (80%)" in made
+    assert "PyTorch's channels-last step took 1100 ms" in made and "largest difference 3.0e-06" in made
+    assert "Outside the convolutions, our step spends 300 ms, PyTorch's 100 ms." in made

@@ -234,7 +234,7 @@ def test_taps_kernel_gradient_matches_xla(dtype):
     k = (0.1 * jax.random.normal(jax.random.key(1), (3, 3, 6, 5))).astype(dtype)
     g = jax.random.normal(jax.random.key(2), (8, 32, 32, 5)).astype(dtype)
     ours = jax.vjp(model_lib.conv3x3_taps, x, k)[1](g)
-    theirs = jax.vjp(model_lib._conv3x3, x, k)[1](g)
+    theirs = jax.vjp(model_lib.conv3x3, x, k)[1](g)
     tol = 1e-5 if dtype == jnp.float32 else 2e-2
     for a, b in zip(ours, theirs):
         assert a.dtype == b.dtype
@@ -272,6 +272,26 @@ def test_forward_flops_by_hand():
     cost = fn.lower(variables, jnp.zeros((1, 32, 32, 3))).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     assert 0.85 < cost["flops"] / forward_flops(8) < 0.95
+
+
+def test_conv_shapes_are_the_networks_convolutions_in_order():
+    model = ResNet9(width=4)
+    variables = init_variables(model, jax.random.key(0))
+    images = jnp.zeros((1, 32, 32, 3))
+    _, state = model.apply(variables, images, capture_intermediates=True, mutable=["intermediates"])
+    shapes = model_lib.conv_shapes(4)
+    assert [s[1:] for s in shapes] == [
+        (32, 3, 4), (32, 4, 8), (16, 8, 8), (16, 8, 8), (16, 8, 16), (8, 16, 32), (4, 32, 32), (4, 32, 32)
+    ]  # fmt: skip
+    convs = [p for p in jax.tree_util.tree_flatten_with_path(variables["params"])[0] if p[1].ndim == 4]
+    assert len(convs) == len(shapes)
+    for name, side, c_in, c_out in shapes:
+        node_params, node_out = variables["params"], state["intermediates"]
+        for part in name.split("."):
+            node_params, node_out = node_params[part], node_out[part]
+        assert node_params["conv"]["kernel"].shape == (3, 3, c_in, c_out)
+        assert node_out["conv"]["__call__"][0].shape == (1, side, side, c_out)  # before any max-pool
+    assert model_lib.conv_flops(32, 3, 4) == 2 * 32 * 32 * 9 * 3 * 4
 
 
 def test_the_training_gradient_at_batch_512_is_close_to_float64():

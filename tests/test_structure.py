@@ -14,6 +14,7 @@ LATE_IMPORTS = {
     ("data", "PIL"),  # image-folder sources only
     ("bench.benchmark", "jaxcifar.bench.torch_reference"),  # where torch is installed
     ("bench.cpu_variants", "jaxcifar.bench.torch_reference"),
+    ("bench.conv_layers", "jaxcifar.bench.torch_reference"),
 }
 
 

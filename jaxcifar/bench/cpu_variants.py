@@ -42,6 +42,16 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
     "flax-max-pool": ("Flax's max-pool (XLA's select_and_scatter gradient)", {}, {"max_pool": "flax"}),
     "vector-512": ("XLA loops with 512-bit vectors", {"XLA_FLAGS": f"{YNN_OFF} --xla_cpu_prefer_vector_width=512"}, {}),
     "bfloat16": ("bfloat16 compute (changes the numbers; not the CPU default)", {}, {"dtype": "bfloat16"}),
+    "two-devices": (
+        "the batch split over 2 CPU devices (BatchNorm over the whole batch)",
+        {"XLA_FLAGS": f"{YNN_OFF} --xla_force_host_platform_device_count=2"},
+        {"devices": "2"},
+    ),
+    "two-devices-1-thread": (
+        "the batch split over 2 CPU devices, each op on one thread",
+        {"XLA_FLAGS": f"{YNN_OFF} --xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false"},
+        {"devices": "2"},
+    ),
 }
 
 
@@ -50,9 +60,9 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     settings = dict(VARIANTS[variant][2])
     if settings.pop("max_pool", None) == "flax":
         model.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+    mesh = parallel.make_mesh(int(settings.pop("devices", 1)))
     config = TrainConfig(width=width, batch_size=batch_size, **settings)
     schedule = one_cycle(0.004, 0.04, 97)
-    mesh = parallel.make_mesh(1)
     state = parallel.put_replicated(steps_lib.initial_state(config, schedule), mesh)
     compiled = steps_lib.compile_run_steps(config, state, mesh, schedule, with_eval=False)
     rng = np.random.default_rng(0)

@@ -8,7 +8,8 @@ with momentum 0.9 and weight decay 5e-3) in each variant the device supports:
 eager; channels-last; torch.compile; and bfloat16 autocast (CUDA, or a CPU with
 native bfloat16). jaxcifar.bench.benchmark imports `measure` to put these beside the
 JAX figures of the same run; `load_flax_variables` copies a jaxcifar model's
-weights in, so tests can hold our training step to the original's step by step.
+weights in, so tests can hold our training step to the original's step by step;
+`conv_parts` gives jaxcifar.bench.conv_layers one convolution's kernels.
 Needs torch; jaxcifar's training code never imports it (only jaxcifar.bench does).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -167,6 +169,34 @@ def measure(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+def conv_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
+    """One 3x3 'same' convolution's forward pass, input gradient and kernel gradient with PyTorch's own
+    kernels in channels-last (what autograd calls), for jaxcifar.bench.conv_layers.
+
+    Args: x float32[N, H, W, C], kernel float32[3, 3, C, K], g float32[N, H, W, K] (NHWC / HWIO, as in JAX).
+    Returns: {part: () -> the result as a NHWC / HWIO array}.
+    """
+    last = torch.channels_last
+    tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=last)
+    tw = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=last)
+    tg = torch.from_numpy(g).permute(0, 3, 1, 2).contiguous(memory_format=last)
+    backward = torch.ops.aten.convolution_backward
+
+    def grad(mask):
+        return backward(tg, tx, tw, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+
+    def run(part):
+        with torch.no_grad():
+            if part == "forward":
+                return torch.nn.functional.conv2d(tx, tw, padding=1)
+            if part == "input_grad":
+                return grad([True, False, False])[0]
+            return grad([False, True, False])[1]
+
+    to_nhwc = {"forward": (0, 2, 3, 1), "input_grad": (0, 2, 3, 1), "kernel_grad": (2, 3, 1, 0)}
+    return {part: (lambda p=part, o=order: run(p).permute(*o).numpy()) for part, order in to_nhwc.items()}
 
 
 def compare_steps(
