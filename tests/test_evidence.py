@@ -1,11 +1,14 @@
 """Tests for jaxcifar.evidence: a run brought into results/ and figures/, never overwriting."""
 
+import argparse
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from jaxcifar import config as config_lib
 from jaxcifar import evidence
 from jaxcifar.bench import conv_layers
 
@@ -240,3 +243,46 @@ def test_the_convolution_block_sums_the_parts_and_gives_their_share_of_the_step(
     assert "The convolutions take 1200 ms of our whole training step's 1500 ms (80%)" in made
     assert "PyTorch's channels-last step took 1100 ms" in made and "largest difference 3.0e-06" in made
     assert "Outside the convolutions, our step spends 300 ms, PyTorch's 100 ms." in made
+
+
+def test_each_investigation_run_is_one_resumable_train_command(tmp_path):
+    (tmp_path / "cpu-24-fast").mkdir()  # started earlier: resumed
+    fast, plateau = evidence.cpu24_commands(["cpu-24-fast", "cpu-24-plateau"], tmp_path)
+    assert fast[1:] == ["-m", "jaxcifar.train", "--data", "../shared/data/cifar10-jpeg.tar.gz", "--tta",
+                        "--recipe", "cifar10-fast", "--out", str(tmp_path / "cpu-24-fast"), "--resume"]  # fmt: skip
+    assert plateau[-4:] == ["--lr-range-rule", "plateau", "--out", str(tmp_path / "cpu-24-plateau")]
+    # every run's flags make the settings its label names
+    parser = argparse.ArgumentParser()
+    config_lib.add_arguments(parser)
+    made = {
+        name: config_lib.from_args(parser.parse_args([*evidence.CPU24_COMMON, *flags]), parser)
+        for name, flags in evidence.CPU24_FLAGS.items()
+    }
+    assert (made["cpu-24-lr-original"].lr_max, made["cpu-24-lr-original"].lr_min) == (0.0444, 0.00444)
+    assert made["cpu-24-plateau"].lr_range_rule == "plateau" and made["cpu-24-plateau"].lr_max is None
+    aug = made["cpu-24-original-aug"]
+    assert (aug.lr_max, aug.flip_prob, aug.cutout_prob, aug.cutout_placement) == (0.0444, 0.7, 0.5, "clip")
+    assert made["cpu-24-fast"].recipe == "cifar10-fast" and all(c.tta for c in made.values())
+    labels = dict((n, lab) for n, lab, _ in evidence.CPU24_EXPERIMENTS)
+    assert labels["cpu-24-fast"] == "David Page's cifar10-fast settings (`--recipe cifar10-fast`)"
+
+
+def test_the_runner_stops_at_the_first_run_that_does_not_finish(tmp_path, monkeypatch, capsys):
+    started = []
+
+    def fake_run(command):
+        started.append(command)
+        return subprocess.CompletedProcess(command, 130 if len(started) == 2 else 0)
+
+    monkeypatch.setattr(evidence.subprocess, "run", fake_run)
+    names = ["cpu-24-fast", "cpu-24-original-aug", "cpu-24-plateau"]
+    with pytest.raises(SystemExit) as exc:
+        evidence.cpu24_main([*names, "--runs", str(tmp_path)])
+    assert exc.value.code == 130 and [c[c.index("--out") + 1] for c in started] == [
+        str(tmp_path / "cpu-24-fast"),
+        str(tmp_path / "cpu-24-original-aug"),
+    ]  # the third never started
+    assert capsys.readouterr().out.startswith("python -m jaxcifar.train --data")
+    with pytest.raises(SystemExit) as exc:
+        evidence.cpu24_main(["cpu-24-nope", "--dry-run"])
+    assert exc.value.code == 2 and "unknown runs ['cpu-24-nope']; known: cpu-24-lr-original" in capsys.readouterr().err
