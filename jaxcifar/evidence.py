@@ -291,6 +291,7 @@ def block_conv_layers(root: Path) -> str:
             f"{x['layer']} ({x['shape'][0]}x{x['shape'][0]}, {x['shape'][1]} -> {x['shape'][2]})",
             PART_NAMES[x["part"]],
             f"{x['jax_ms']:.0f}",
+            f"{x['jax_nchw_ms']:.0f}",
             f"{x['torch_ms']:.0f}",
             f"{x['jax_vs_torch']:.2f}x",
         ]
@@ -299,12 +300,22 @@ def block_conv_layers(root: Path) -> str:
     t, step = r["totals"], r["step"]
     rows += [
         [f"**all 8**, {'every part' if part == 'all' else PART_NAMES[part]}", "", f"{t[part]['jax_ms']:.0f}",
-         f"{t[part]['torch_ms']:.0f}", f"{t[part]['jax_vs_torch']:.2f}x"]
+         f"{t[part]['jax_nchw_ms']:.0f}", f"{t[part]['torch_ms']:.0f}", f"{t[part]['jax_vs_torch']:.2f}x"]
         for part in ("forward", "input_grad", "kernel_grad", "all")
     ]  # fmt: skip
     worst = max(r["rows"], key=lambda x: x["relative_difference"])["relative_difference"]
     return (
-        _table(["convolution at batch " + str(r["batch_size"]), "part", "ms, jaxcifar", "ms, PyTorch", "ratio"], rows)
+        _table(
+            [
+                "convolution at batch " + str(r["batch_size"]),
+                "part",
+                "ms, jaxcifar",
+                "ms, jaxcifar in NCHW",
+                "ms, PyTorch",
+                "jaxcifar / PyTorch",
+            ],
+            rows,
+        )  # fmt: skip
         + f"\nThe convolutions take {t['all']['jax_ms']:.0f} ms of our whole training step's "
         f"{step['jax_ms']:.0f} ms ({100 * step['convolutions_share']:.0f}%); PyTorch's channels-last step took "
         f"{step['torch_channels_last_ms']:.0f} ms in the same run. Outside the convolutions, our step spends "

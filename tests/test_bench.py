@@ -77,12 +77,24 @@ def test_conv_layers_times_every_part_of_every_convolution(tmp_path, capsys):
     assert len(rows) == 23 and ("prep", "input_grad") not in {(r["layer"], r["part"]) for r in rows}
     layer1 = next(r for r in rows if r["layer"] == "layer1" and r["part"] == "kernel_grad")
     assert layer1["shape"] == [32, 4, 8] and layer1["gflop"] == pytest.approx(2 * 2 * 32 * 32 * 9 * 4 * 8 / 1e9)
-    assert all(r["jax_ms"] > 0 and "torch_ms" not in r for r in rows)
+    assert all(r["jax_ms"] > 0 and r["jax_nchw_ms"] > 0 and "torch_ms" not in r for r in rows)
+    assert result["totals"]["all"]["jax_nchw_ms"] == pytest.approx(sum(r["jax_nchw_ms"] for r in rows))
     assert result["totals"]["all"]["jax_ms"] == pytest.approx(sum(r["jax_ms"] for r in rows))
     assert result["step"]["convolutions_share"] == pytest.approx(
         result["totals"]["all"]["jax_ms"] / result["step"]["jax_ms"]
     )
     assert "all convolutions: jax" in capsys.readouterr().out
+
+
+def test_conv_layers_in_nchw_compute_the_same_as_in_nhwc():
+    x, kernel, g = conv_layers.conv_inputs(2, 8, 3, 4)
+    nhwc, nchw = conv_layers.jax_parts(x, kernel, g), conv_layers.jax_parts(x, kernel, g, "NCHW")
+    for part in conv_layers.PARTS:
+        assert nhwc[part].result().shape == nchw[part].result().shape
+        np.testing.assert_allclose(nchw[part].result(), nhwc[part].result(), rtol=1e-5, atol=1e-5)
+    assert nchw["forward"]().shape == (2, 4, 8, 8)  # what XLA computed: channels first
+    with pytest.raises(ValueError, match="layout 'NDHW': expected 'NHWC' or 'NCHW'"):
+        conv_layers.jax_parts(x, kernel, g, "NDHW")
 
 
 def test_conv_layer_totals_by_hand():
@@ -145,11 +157,11 @@ def test_conv_layers_give_pytorch_the_same_arithmetic():
     ours, theirs = conv_layers.jax_parts(x, kernel, g), torch_reference.conv_parts(x, kernel, g)
     shapes = {"forward": (3, 8, 8, 6), "input_grad": (3, 8, 8, 5), "kernel_grad": (3, 3, 5, 6)}
     for part, shape in shapes.items():
-        a, b = np.asarray(ours[part]()), theirs[part]()
+        a, b = ours[part].result(), theirs[part]()
         assert a.shape == b.shape == shape
         assert conv_layers.relative_difference(a, b) < 1e-5
     # and a wrong layout would show: the kernel gradient against its own transpose is far off
-    wrong = np.asarray(ours["kernel_grad"]()).transpose(1, 0, 2, 3)
+    wrong = ours["kernel_grad"].result().transpose(1, 0, 2, 3)
     assert conv_layers.relative_difference(wrong, theirs["kernel_grad"]()) > 0.1
 
 

@@ -5,7 +5,8 @@
 For every 3x3 convolution of ResNet-9 (`model.conv_shapes`) at the recipe's batch,
 times the three computations a training step makes of it: the forward pass, the
 input gradient and the kernel gradient, each jitted alone in JAX (XLA:CPU, with the
-convolutions jaxcifar selects) and as PyTorch's own kernels in channels-last
+convolutions jaxcifar selects; in our NHWC layout and, to see what the layout gives, in
+PyTorch's default NCHW) and as PyTorch's own kernels in channels-last
 (`aten.convolution_backward` with one output asked for: what autograd calls). The
 same inputs go to both, and the results are compared, so the table times the same
 arithmetic. Beside it, in the same process, the whole training step of each, so the
@@ -16,6 +17,7 @@ convolutions' share of the step is measured, not assumed. Each figure is the bes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
@@ -52,17 +54,50 @@ def conv_inputs(batch: int, side: int, c_in: int, c_out: int, seed: int = 0) -> 
     )
 
 
-def jax_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray) -> dict[str, Callable[[], jax.Array]]:
-    """Each part of the convolution as a jitted call on device arrays: {part: () -> result (NHWC / HWIO)}."""
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One jitted computation on device arrays: calling it runs it to completion (what is timed)."""
+
+    fn: Callable[..., jax.Array]
+    args: tuple
+    order: tuple[int, ...] | None = None  # the transpose that brings the result to NHWC / HWIO
+
+    def __call__(self) -> jax.Array:
+        return self.fn(*self.args).block_until_ready()
+
+    def result(self) -> np.ndarray:
+        out = np.asarray(self())
+        return out if self.order is None else out.transpose(self.order)
+
+
+def jax_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray, layout: str = "NHWC") -> dict[str, Part]:
+    """Each part of the convolution, jitted: {"forward", "input_grad", "kernel_grad": Part}.
+
+    x float32[N, H, W, C], kernel float32[3, 3, C, K], g float32[N, H, W, K]. layout="NCHW"
+    hands XLA the same arrays channels-first (OIHW kernel), PyTorch's default layout;
+    `Part.result()` is NHWC / HWIO either way.
+    """
+    if layout == "NHWC":
+        conv, back = model.conv3x3, (None, None, None)
+    elif layout == "NCHW":
+        x, kernel, g = x.transpose(0, 3, 1, 2), kernel.transpose(3, 2, 0, 1), g.transpose(0, 3, 1, 2)
+
+        def conv(x, k):
+            return jax.lax.conv_general_dilated(
+                x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
+            )
+
+        back = ((0, 2, 3, 1), (0, 2, 3, 1), (2, 3, 1, 0))
+    else:
+        raise ValueError(f"layout {layout!r}: expected 'NHWC' or 'NCHW'")
     x, kernel, g = jax.device_put((x, kernel, g))
-    conv = model.conv3x3
     forward = jax.jit(conv)
     input_grad = jax.jit(lambda x, k, g: jax.vjp(lambda x_: conv(x_, k), x)[1](g)[0])
     kernel_grad = jax.jit(lambda x, k, g: jax.vjp(lambda k_: conv(x, k_), k)[1](g)[0])
     return {
-        "forward": lambda: forward(x, kernel).block_until_ready(),
-        "input_grad": lambda: input_grad(x, kernel, g).block_until_ready(),
-        "kernel_grad": lambda: kernel_grad(x, kernel, g).block_until_ready(),
+        "forward": Part(forward, (x, kernel), back[0]),
+        "input_grad": Part(input_grad, (x, kernel, g), back[1]),
+        "kernel_grad": Part(kernel_grad, (x, kernel, g), back[2]),
     }
 
 
@@ -83,7 +118,7 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
     rows = []
     for name, side, c_in, c_out in model.conv_shapes(width):
         x, kernel, g = conv_inputs(batch_size, side, c_in, c_out)
-        ours = jax_parts(x, kernel, g)
+        ours, nchw = jax_parts(x, kernel, g), jax_parts(x, kernel, g, "NCHW")
         theirs = torch_reference.conv_parts(x, kernel, g) if torch else {}
         for part in PARTS:
             if name == "prep" and part == "input_grad":
@@ -91,12 +126,14 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
             row = {"layer": name, "shape": [side, c_in, c_out], "part": part}
             row["gflop"] = batch_size * model.conv_flops(side, c_in, c_out) / 1e9
             row["jax_ms"] = best_ms(ours[part], repeats)
+            row["jax_nchw_ms"] = best_ms(nchw[part], repeats)
             if torch:
                 row["torch_ms"] = best_ms(theirs[part], repeats)
                 row["jax_vs_torch"] = row["jax_ms"] / row["torch_ms"]
-                row["relative_difference"] = relative_difference(ours[part](), theirs[part]())
+                row["relative_difference"] = relative_difference(ours[part].result(), theirs[part]())
             print(
                 f"{name:<14} {side:>2}x{side:<2} {c_in:>3}->{c_out:<3} {part:<11} jax {row['jax_ms']:8.1f} ms"
+                f" (NCHW {row['jax_nchw_ms']:8.1f})"
                 + (f"  torch {row['torch_ms']:8.1f} ms  {row['jax_vs_torch']:.2f}x" if torch else ""),
                 flush=True,
             )
@@ -110,6 +147,8 @@ def totals(rows: Sequence[dict]) -> dict:
     for part in (*PARTS, "all"):
         mine = [r for r in rows if part in ("all", r["part"])]
         entry = {"jax_ms": sum(r["jax_ms"] for r in mine)}
+        if mine and all("jax_nchw_ms" in r for r in mine):
+            entry["jax_nchw_ms"] = sum(r["jax_nchw_ms"] for r in mine)
         if mine and all("torch_ms" in r for r in mine):
             entry["torch_ms"] = sum(r["torch_ms"] for r in mine)
             entry["jax_vs_torch"] = entry["jax_ms"] / entry["torch_ms"]
