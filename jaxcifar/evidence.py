@@ -284,39 +284,28 @@ PART_NAMES = {"forward": "forward", "input_grad": "input gradient", "kernel_grad
 
 
 def block_conv_layers(root: Path) -> str:
-    """Each convolution's forward pass and gradients, ours beside PyTorch's, and their share of the step."""
+    """Each convolution's forward pass and gradients, ours three ways beside PyTorch's; their share of the step."""
     r = _read(root, "conv-layers-cpu")
+    t, step = r["totals"], r["step"]
+
+    def cells(x: dict) -> list[str]:
+        ms = [f"{x[k]:.0f}" if k in x else "" for k in ("jax_ms", "jax_nchw_ms", "jax_taps_ms", "torch_ms")]
+        return [*ms, f"{x['jax_vs_torch']:.2f}x"]
+
     rows = [
-        [
-            f"{x['layer']} ({x['shape'][0]}x{x['shape'][0]}, {x['shape'][1]} -> {x['shape'][2]})",
-            PART_NAMES[x["part"]],
-            f"{x['jax_ms']:.0f}",
-            f"{x['jax_nchw_ms']:.0f}",
-            f"{x['torch_ms']:.0f}",
-            f"{x['jax_vs_torch']:.2f}x",
-        ]
+        [f"{x['layer']} ({x['shape'][0]}x{x['shape'][0]}, {x['shape'][1]} -> {x['shape'][2]})", PART_NAMES[x["part"]]]
+        + cells(x)
         for x in r["rows"]
     ]
-    t, step = r["totals"], r["step"]
     rows += [
-        [f"**all 8**, {'every part' if part == 'all' else PART_NAMES[part]}", "", f"{t[part]['jax_ms']:.0f}",
-         f"{t[part]['jax_nchw_ms']:.0f}", f"{t[part]['torch_ms']:.0f}", f"{t[part]['jax_vs_torch']:.2f}x"]
+        [f"**all 8**, {'every part' if part == 'all' else PART_NAMES[part]}", "", *cells(t[part])]
         for part in ("forward", "input_grad", "kernel_grad", "all")
-    ]  # fmt: skip
-    worst = max(r["rows"], key=lambda x: x["relative_difference"])["relative_difference"]
+    ]
+    header = ["convolution at batch " + str(r["batch_size"]), "part", "ms, jaxcifar", "ms, jaxcifar in NCHW"]
+    header += ["ms, nine matmuls", "ms, PyTorch", "jaxcifar / PyTorch"]
+    worst = max(x["relative_difference"] for x in r["rows"])
     return (
-        _table(
-            [
-                "convolution at batch " + str(r["batch_size"]),
-                "part",
-                "ms, jaxcifar",
-                "ms, jaxcifar in NCHW",
-                "ms, PyTorch",
-                "jaxcifar / PyTorch",
-            ],
-            rows,
-        )  # fmt: skip
-        + f"\nThe convolutions take {t['all']['jax_ms']:.0f} ms of our whole training step's "
+        _table(header, rows) + f"\nThe convolutions take {t['all']['jax_ms']:.0f} ms of our whole training step's "
         f"{step['jax_ms']:.0f} ms ({100 * step['convolutions_share']:.0f}%); PyTorch's channels-last step took "
         f"{step['torch_channels_last_ms']:.0f} ms in the same run. Outside the convolutions, our step spends "
         f"{step['jax_ms'] - t['all']['jax_ms']:.0f} ms, PyTorch's "

@@ -88,7 +88,7 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _kernel_grad_taps(x: jax.Array, g: jax.Array) -> jax.Array:
+def kernel_grad_taps(x: jax.Array, g: jax.Array) -> jax.Array:
     """d(loss)/d(kernel) of a 3x3 'same' conv as nine matmuls, one per kernel tap.
 
     kernel_grad[i, j] = shifted(x, i, j)^T @ g over every (image, row, column),
@@ -113,7 +113,7 @@ def _kernel_grad_taps(x: jax.Array, g: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def conv3x3_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """conv3x3 whose kernel gradient is computed by `_kernel_grad_taps`."""
+    """conv3x3 whose kernel gradient is computed by `kernel_grad_taps`."""
     return conv3x3(x, kernel)
 
 
@@ -124,7 +124,7 @@ def _taps_fwd(x, kernel):
 def _taps_bwd(residuals, g):
     x, kernel = residuals
     dx = jax.vjp(lambda x_: conv3x3(x_, kernel), x)[1](g)[0]  # XLA's input gradient
-    return dx, _kernel_grad_taps(x, g).astype(kernel.dtype)
+    return dx, kernel_grad_taps(x, g).astype(kernel.dtype)
 
 
 conv3x3_taps.defvjp(_taps_fwd, _taps_bwd)

@@ -78,6 +78,7 @@ def test_conv_layers_times_every_part_of_every_convolution(tmp_path, capsys):
     layer1 = next(r for r in rows if r["layer"] == "layer1" and r["part"] == "kernel_grad")
     assert layer1["shape"] == [32, 4, 8] and layer1["gflop"] == pytest.approx(2 * 2 * 32 * 32 * 9 * 4 * 8 / 1e9)
     assert all(r["jax_ms"] > 0 and r["jax_nchw_ms"] > 0 and "torch_ms" not in r for r in rows)
+    assert all(("jax_taps_ms" in r) == (r["part"] != "forward") for r in rows)
     assert result["totals"]["all"]["jax_nchw_ms"] == pytest.approx(sum(r["jax_nchw_ms"] for r in rows))
     assert result["totals"]["all"]["jax_ms"] == pytest.approx(sum(r["jax_ms"] for r in rows))
     assert result["step"]["convolutions_share"] == pytest.approx(
@@ -95,6 +96,17 @@ def test_conv_layers_in_nchw_compute_the_same_as_in_nhwc():
     assert nchw["forward"]().shape == (2, 4, 8, 8)  # what XLA computed: channels first
     with pytest.raises(ValueError, match="layout 'NDHW': expected 'NHWC' or 'NCHW'"):
         conv_layers.jax_parts(x, kernel, g, "NDHW")
+
+
+def test_both_gradients_as_nine_matmuls_equal_xlas():
+    x, kernel, g = conv_layers.conv_inputs(2, 8, 3, 4)
+    xla, taps = conv_layers.jax_parts(x, kernel, g), conv_layers.taps_parts(x, kernel, g)
+    assert set(taps) == {"input_grad", "kernel_grad"}
+    for part in taps:
+        np.testing.assert_allclose(taps[part].result(), xla[part].result(), rtol=1e-5, atol=1e-5)
+    # the taps must meet the right shifts: a kernel flipped left-right gives another gradient
+    flipped = conv_layers.input_grad_taps(g, kernel[:, ::-1])
+    assert conv_layers.relative_difference(flipped, xla["input_grad"].result()) > 0.1
 
 
 def test_conv_layer_totals_by_hand():

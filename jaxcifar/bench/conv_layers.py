@@ -6,7 +6,8 @@ For every 3x3 convolution of ResNet-9 (`model.conv_shapes`) at the recipe's batc
 times the three computations a training step makes of it: the forward pass, the
 input gradient and the kernel gradient, each jitted alone in JAX (XLA:CPU, with the
 convolutions jaxcifar selects; in our NHWC layout and, to see what the layout gives, in
-PyTorch's default NCHW) and as PyTorch's own kernels in channels-last
+PyTorch's default NCHW; and both gradients as nine matmuls, one per kernel tap) and as
+PyTorch's own kernels in channels-last
 (`aten.convolution_backward` with one output asked for: what autograd calls). The
 same inputs go to both, and the results are compared, so the table times the same
 arithmetic. Beside it, in the same process, the whole training step of each, so the
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxcifar import model, records
@@ -101,6 +103,32 @@ def jax_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray, layout: str = "N
     }
 
 
+def input_grad_taps(g: jax.Array, kernel: jax.Array) -> jax.Array:
+    """d(loss)/d(x) of a 3x3 'same' conv as nine matmuls, one per kernel tap (the kernel
+    gradient's `model.kernel_grad_taps` turned round): g float[N, H, W, K] -> float[N, H, W, C].
+
+    x[n, h, w] meets kernel[i, j] at output (h + 1 - i, w + 1 - j), so its gradient is the
+    sum over taps of the shifted output gradient times the tap's kernel, transposed.
+    """
+    n, h, w, k = g.shape
+    padded = jnp.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    taps = [
+        padded[:, 2 - i : 2 - i + h, 2 - j : 2 - j + w, :].reshape(-1, k) @ kernel[i, j].T
+        for i in range(3)
+        for j in range(3)
+    ]
+    return sum(taps).reshape(n, h, w, kernel.shape[2])
+
+
+def taps_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray) -> dict[str, Part]:
+    """Both gradients as nine matmuls each, jitted: {"input_grad", "kernel_grad": Part} (NHWC / HWIO)."""
+    x, kernel, g = jax.device_put((x, kernel, g))
+    return {
+        "input_grad": Part(jax.jit(input_grad_taps), (g, kernel)),
+        "kernel_grad": Part(jax.jit(model.kernel_grad_taps), (x, g)),
+    }
+
+
 def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     """max |a - b| / max |b|."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -118,7 +146,7 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
     rows = []
     for name, side, c_in, c_out in model.conv_shapes(width):
         x, kernel, g = conv_inputs(batch_size, side, c_in, c_out)
-        ours, nchw = jax_parts(x, kernel, g), jax_parts(x, kernel, g, "NCHW")
+        ours, nchw, taps = jax_parts(x, kernel, g), jax_parts(x, kernel, g, "NCHW"), taps_parts(x, kernel, g)
         theirs = torch_reference.conv_parts(x, kernel, g) if torch else {}
         for part in PARTS:
             if name == "prep" and part == "input_grad":
@@ -127,13 +155,16 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
             row["gflop"] = batch_size * model.conv_flops(side, c_in, c_out) / 1e9
             row["jax_ms"] = best_ms(ours[part], repeats)
             row["jax_nchw_ms"] = best_ms(nchw[part], repeats)
+            if part in taps:
+                row["jax_taps_ms"] = best_ms(taps[part], repeats)
             if torch:
                 row["torch_ms"] = best_ms(theirs[part], repeats)
                 row["jax_vs_torch"] = row["jax_ms"] / row["torch_ms"]
                 row["relative_difference"] = relative_difference(ours[part].result(), theirs[part]())
             print(
                 f"{name:<14} {side:>2}x{side:<2} {c_in:>3}->{c_out:<3} {part:<11} jax {row['jax_ms']:8.1f} ms"
-                f" (NCHW {row['jax_nchw_ms']:8.1f})"
+                f" (NCHW {row['jax_nchw_ms']:8.1f}"
+                + (f", nine matmuls {row['jax_taps_ms']:8.1f})" if "jax_taps_ms" in row else ")")
                 + (f"  torch {row['torch_ms']:8.1f} ms  {row['jax_vs_torch']:.2f}x" if torch else ""),
                 flush=True,
             )
@@ -147,8 +178,9 @@ def totals(rows: Sequence[dict]) -> dict:
     for part in (*PARTS, "all"):
         mine = [r for r in rows if part in ("all", r["part"])]
         entry = {"jax_ms": sum(r["jax_ms"] for r in mine)}
-        if mine and all("jax_nchw_ms" in r for r in mine):
-            entry["jax_nchw_ms"] = sum(r["jax_nchw_ms"] for r in mine)
+        for key in ("jax_nchw_ms", "jax_taps_ms"):
+            if mine and all(key in r for r in mine):
+                entry[key] = sum(r[key] for r in mine)
         if mine and all("torch_ms" in r for r in mine):
             entry["torch_ms"] = sum(r["torch_ms"] for r in mine)
             entry["jax_vs_torch"] = entry["jax_ms"] / entry["torch_ms"]
