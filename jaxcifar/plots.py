@@ -9,7 +9,7 @@ never imports `train`: it draws what runs have recorded.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -136,19 +136,26 @@ def accuracy(history: Mapping[str, Sequence[float]], path: str | os.PathLike, ti
     return save(fig, path)
 
 
-def compare_accuracy(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "") -> Figure:
+def compare_accuracy(
+    curves: Mapping[str, Sequence[float]],
+    path: str | os.PathLike,
+    title: str = "",
+    references: Collection[str] = (),
+) -> Figure:
     """Test accuracy per epoch of several runs, one line each, labelled with the final value.
 
     Args:
       curves: {label: test accuracies in [0, 1], epoch 1 first}; a run stopped early
         has a shorter curve.
+      references: labels of curves that are published figures, not our runs: drawn dashed.
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     for label, accuracies in curves.items():
         values = 100 * np.asarray(accuracies, dtype=np.float64)
         epochs = np.arange(1, len(values) + 1)
-        ax.plot(epochs, values, "o-", ms=3, label=f"{label}: {values[-1]:.2f}% after epoch {len(values)}")
+        style = "o--" if label in references else "o-"
+        ax.plot(epochs, values, style, ms=3, label=f"{label}: {values[-1]:.2f}% after epoch {len(values)}")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (%)")

@@ -37,8 +37,9 @@ def test_loss_accuracy_has_four_panels_in_percent(tmp_path):
 
 def test_compare_accuracy_draws_each_run_to_where_it_got(tmp_path):
     curves = {"full": [0.3, 0.6, 0.9], "stopped": [0.5, 0.7]}
-    fig = plots.compare_accuracy(curves, tmp_path / "c.png")
+    fig = plots.compare_accuracy(curves, tmp_path / "c.png", references={"full"})
     lines = fig.axes[0].get_lines()
+    assert [line.get_linestyle() for line in lines] == ["--", "-"]  # the published reference dashed
     assert [line.get_label() for line in lines] == ["full: 90.00% after epoch 3", "stopped: 70.00% after epoch 2"]
     np.testing.assert_allclose(lines[1].get_ydata(), [50.0, 70.0])
     np.testing.assert_array_equal(lines[1].get_xdata(), [1, 2])
