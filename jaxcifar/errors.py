@@ -6,6 +6,8 @@ Every command (`python -m jaxcifar.X`, scripts/) ends with one exit status:
   1    failed while running (a diverged run, data that could not be fetched)
   2    bad usage or input, found before anything was started or changed
   130  stopped by Ctrl-C (a training run saved a checkpoint to resume from)
+  143  stopped by SIGTERM (a scheduler's preemption, `kill`, `timeout`; a training run
+       saved a checkpoint to resume from, as on Ctrl-C)
 
 `entry_point` turns the errors jaxcifar raises for people (ValueError,
 FileNotFoundError, FileExistsError: usage; RuntimeError: failure) into a line
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 PACKAGE = Path(__file__).resolve().parent
 
 

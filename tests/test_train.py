@@ -181,6 +181,51 @@ def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(
     assert cut_m["epochs"]["seconds"][stopped_at[0]] > meta["epoch_seconds"]
 
 
+def test_sigterm_asks_for_a_stop_like_ctrl_c_and_a_second_signal_quits_at_once(capsys):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with train.StopRequest() as stop:
+        assert not stop.requested and stop.signal is None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested and stop.signal == "SIGTERM"
+        assert "SIGTERM: saving a checkpoint after this step (SIGTERM again to quit at once)." in (
+            capsys.readouterr().err
+        )
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signal == "SIGTERM"  # the first signal is the one that asked
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_a_run_stopped_by_sigterm_saves_exits_143_and_resumes(tmp_path, monkeypatch, capsys):
+    # A scheduler's SIGTERM arrives while the 13th batch (epoch 2, batch 3) goes to the device.
+    calls = {"n": 0}
+    real_put = parallel.put_batch
+
+    def put_and_terminate(arrays, mesh):
+        calls["n"] += len(arrays) == 2  # training batches; eval batches carry weights
+        if calls["n"] == 13 and len(arrays) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_put(arrays, mesh)
+
+    monkeypatch.setattr(parallel, "put_batch", put_and_terminate)
+    out = tmp_path / "cli"
+    flags = "--data synthetic --n-train 640 --n-test 100 --width 4 --batch-size 64 --epochs 2 --lr-max 0.05"
+    with pytest.raises(SystemExit) as exc:
+        train.main([*flags.split(), "--no-progress", "--no-gradcam", "--out", str(out)])
+    assert exc.value.code == 143
+    err = capsys.readouterr().err
+    assert f"Stopped at epoch 2, batch 3; checkpoint saved. Continue with: python -m jaxcifar.train --out {out}" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["status"], summary["stopped_by"]) == ("interrupted", "SIGTERM")
+    with Checkpoints(out, read_only=True) as ckpt:
+        assert (ckpt.meta()["epoch"], ckpt.meta()["batch"]) == (1, 3) and ckpt.steps()[-1] == 13
+    monkeypatch.undo()
+    # Without --data the run resumes on its own data (synthetic), not on the default download.
+    resumed = train.main(["--out", str(out), "--resume", "--no-progress"])
+    assert resumed["status"] == "completed" and "stopped_by" not in resumed
+    assert json.loads((out / "config.json").read_text())["config"]["data"] == "synthetic"
+
+
 def test_checkpoint_every_0_keeps_only_the_last(tmp_path):
     summary = train.train_and_evaluate(tiny_config(tmp_path, checkpoint_every=0, tta=False))
     assert summary["status"] == "completed"
