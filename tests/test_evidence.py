@@ -2,8 +2,12 @@
 
 import argparse
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -293,9 +297,9 @@ def test_the_runner_stops_at_the_first_run_that_does_not_finish(tmp_path, monkey
 
     def fake_run(command):
         started.append(command)
-        return subprocess.CompletedProcess(command, 130 if len(started) == 2 else 0)
+        return 130 if len(started) == 2 else 0
 
-    monkeypatch.setattr(evidence.subprocess, "run", fake_run)
+    monkeypatch.setattr(evidence, "run_passing_stops", fake_run)
     names = ["cpu-24-fast", "cpu-24-original-aug", "cpu-24-plateau"]
     with pytest.raises(SystemExit) as exc:
         evidence.cpu24_main([*names, "--runs", str(tmp_path)])
@@ -307,3 +311,44 @@ def test_the_runner_stops_at_the_first_run_that_does_not_finish(tmp_path, monkey
     with pytest.raises(SystemExit) as exc:
         evidence.cpu24_main(["cpu-24-nope", "--dry-run"])
     assert exc.value.code == 2 and "unknown runs ['cpu-24-nope']; known: cpu-24-lr-original" in capsys.readouterr().err
+
+
+# A stand-in for a training run: on the first Ctrl-C or SIGTERM it takes a second to
+# "save", then exits with 130 or 143; a second signal would make it quit at once (1).
+CHILD = """
+import signal, sys, time
+from pathlib import Path
+log = Path(sys.argv[1])
+got = []
+def stop(signum, frame):
+    got.append(signal.Signals(signum).name)
+    if len(got) > 1:
+        sys.exit(1)
+for s in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, stop)
+log.write_text("ready")
+while not got:
+    time.sleep(0.02)
+time.sleep(1.0)
+log.write_text(" ".join(got) + " saved")
+sys.exit(130 if got[0] == "SIGINT" else 143)
+"""
+
+
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_the_runner_passes_a_stop_to_the_run_once_and_waits_for_it_to_save(tmp_path, stop, code):
+    log = tmp_path / "child.log"
+    (tmp_path / "child.py").write_text(CHILD)
+    runner = (
+        "import sys; from jaxcifar.evidence import run_passing_stops; "
+        f"sys.exit(run_passing_stops([sys.executable, {str(tmp_path / 'child.py')!r}, {str(log)!r}]))"
+    )
+    # Its own session, like a terminal's foreground job: the whole group gets the signal.
+    proc = subprocess.Popen([sys.executable, "-c", runner], start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text() == "ready"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, stop)
+    assert proc.wait(timeout=30) == code
+    assert log.read_text() == f"{stop.name} saved"  # got it once, and was not killed while saving
