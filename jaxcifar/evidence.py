@@ -438,9 +438,10 @@ CPU24_BASES = {"cpu-24-original-aug": "cpu-24-lr-original"}
 # davidcpage/cifar10-fast: median test accuracy of 50 runs of 24 epochs, official CIFAR-10, V100.
 PAGE_MEDIAN = 0.9408
 # davidcpage/cifar10-fast logs.tsv: the per-epoch test accuracy (%) of the one run that
-# dawn.py logged for DAWNBench, the same settings as `--recipe cifar10-fast` (batch 512,
-# LR 0 -> 0.4 at epoch 5 -> 0 at 24, weight decay 5e-4, crop, flip, 8x8 Cutout) on the
-# official data in fp16 on a V100; it ends at the median of his 50 runs.
+# dawn.py logged for DAWNBench, with the settings of `--recipe cifar10-fast` (batch 512,
+# LR 0 -> 0.4 at epoch 5 -> 0 at 24, weight decay 5e-4, logits x 0.125, crop, flip, 8x8
+# Cutout) on the official data in fp16 on a V100; it ends at the median of his 50 runs.
+# His network (dawn_utils.net) max-pools after BatchNorm and ReLU, ours before BatchNorm.
 PAGE_TEST_ACCURACY = (
     34.69,
     74.55,
@@ -630,14 +631,15 @@ def block_cpu24_why(root: Path) -> str:
 
 
 def _page_sentence(name: str, label: str, r: dict) -> str:
-    """The cifar10-fast run on our data and code against Page's median on the official data."""
+    """The cifar10-fast run on our data and code against Page's logged run and median on the official data."""
     acc = np.asarray(r["epochs"]["test_accuracy"])
     n = len(acc)
     page = np.asarray(PAGE_TEST_ACCURACY[:n]) / 100
     text = (
         f"\nWith {label}: Nesterov momentum, weight decay 5e-4, logits x 0.125, LR 0 -> 0.4 -> 0, and our "
         "augmentation, which is his too (whole 8x8 Cutout holes, flips at 0.5), on the same JPEG data and code "
-        f"([results/{name}.json](results/{name}.json), "
+        "(our network max-pools before BatchNorm, as the original does; his dawn.py pools after BatchNorm and "
+        f"ReLU) ([results/{name}.json](results/{name}.json), "
         f"`{r.get('started_with', r['command'])}`), {_how_far(r, n)} reached {_pct(acc[-1])} "
         f"after epoch {n}{_tta(r) if r['status'] == 'completed' else ''}, where the one run Page logged for "
         f"DAWNBench (davidcpage/cifar10-fast `logs.tsv`, official data) stood at {_pct(page[-1])}; over "
@@ -650,7 +652,7 @@ def _page_sentence(name: str, label: str, r: dict) -> str:
         return text + ".\n"
     return text + (
         f". Page's 50 runs reached a median of {_pct(PAGE_MEDIAN)}: {100 * (acc[-1] - PAGE_MEDIAN):+.2f} points, "
-        "what the JPEG data, one seed and our code cost together.\n"
+        "what the JPEG data, one seed, the pooling order and our code cost together.\n"
     )
 
 
