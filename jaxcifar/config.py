@@ -72,7 +72,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 # Settings that say where and how a run is shown, not what it computes: they may
 # differ when a run is resumed (python -m jaxcifar.train --out RUN --resume ...).
-RESUMABLE = (
+# Those of the machine (MACHINE) are this command's, given or by default; the
+# others stay the run's unless given (a run on --data PATH resumes on PATH).
+MACHINE = (
     "progress",
     "devices",
     "distributed",
@@ -81,11 +83,8 @@ RESUMABLE = (
     "process_id",
     "workers",
     "cache_dir",
-    "data",
-    "data_dir",
-    "gradcam",
-    "checkpoint_every",
 )
+RESUMABLE = (*MACHINE, "data", "data_dir", "gradcam", "checkpoint_every")
 _AUTO_FIELDS = ("lr_max", "lr_min", "dtype", "kernel_grad")  # "auto" in old config.json files = None
 
 

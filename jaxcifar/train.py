@@ -193,8 +193,10 @@ def resumed_config(config: TrainConfig, given: Iterable[str] | None = None) -> T
 
     Settings in `given` (the flags on the command line; by default every setting
     of `config` that differs from the defaults) must equal the run's, except the
-    RESUMABLE ones, which are taken from `config`; a RESUMABLE setting not given
-    stays the run's (a run on --data PATH resumes on PATH, not on the default data).
+    RESUMABLE ones: those of the machine (config.MACHINE: devices, processes,
+    threads, caches, progress) are taken from `config`, the others from `config`
+    where given, else the run's (a run on --data PATH resumes on PATH, not on the
+    default data).
 
     Raises:
       FileNotFoundError: `config.out` is not a run folder.
@@ -219,7 +221,7 @@ def resumed_config(config: TrainConfig, given: Iterable[str] | None = None) -> T
             f"--resume continues {out} with its own settings; these differ: {'; '.join(changed)}. "
             "Drop them, or start a new run with another --out."
         )
-    here = {k: getattr(config, k) for k in config_lib.RESUMABLE if k in given}
+    here = {k: getattr(config, k) for k in config_lib.RESUMABLE if k in config_lib.MACHINE or k in given}
     return dataclasses.replace(stored, resume=True, out=str(out), **here)
 
 

@@ -324,6 +324,25 @@ def test_data_is_the_configs_when_given_none(tmp_path):
 # --- what a user meets -------------------------------------------------------------
 
 
+def test_resume_takes_this_machines_settings_and_keeps_the_runs_data_unless_given(tmp_path):
+    # A run made elsewhere: 8 devices, 3 threads, its own cache, on synthetic data, no Grad-CAM.
+    run = TrainConfig(data="synthetic", data_dir="/elsewhere", devices=8, workers=3, cache_dir="/c", gradcam=False,
+                      progress=False, checkpoint_every=2, width=4)  # fmt: skip
+    (tmp_path / "run").mkdir()
+    records.write_json(tmp_path / "run" / "config.json", {"config": run.to_json()})
+    here = TrainConfig(out=str(tmp_path / "run"), resume=True)  # `--out RUN --resume`, nothing else
+    resumed = train.resumed_config(here, given=["out", "resume"])
+    # the machine's settings are this command's defaults ...
+    assert (resumed.devices, resumed.workers, resumed.cache_dir, resumed.progress) == (None, 0, None, True)
+    # ... what the run computes on and writes stays the run's
+    assert (resumed.data, resumed.data_dir, resumed.gradcam, resumed.checkpoint_every) == (
+        "synthetic", "/elsewhere", False, 2,
+    )  # fmt: skip
+    assert resumed.width == 4 and resumed.resume
+    moved = train.resumed_config(dataclasses.replace(here, data="/new/cifar"), given=["out", "resume", "data"])
+    assert moved.data == "/new/cifar" and moved.data_dir == "/elsewhere"
+
+
 def test_resume_refuses_a_changed_setting_and_takes_the_resumable_ones(tiny_run, capsys):
     out = str(tiny_run[0])
     with pytest.raises(SystemExit) as exc:
