@@ -165,6 +165,7 @@ class Checkpoints:
           target: an abstract state (`abstract_state`) for the current mesh.
         """
         step = self._step(step)
+        self._check_fits(target, step)
         try:
             restored = self.manager.restore(
                 step,
@@ -176,6 +177,27 @@ class Checkpoints:
                 "written by a run with another --width or optimizer? Use that run's settings or start a new run."
             ) from e
         return restored.state, dict(restored.meta)
+
+    def _check_fits(self, target: TrainState, step: int) -> None:
+        """Raises ValueError naming the first array of checkpoint `step` whose shape differs from `target`'s.
+
+        Checked on orbax's metadata before reading: a restore that fails part-way
+        leaves reads pending, which print a page of tracebacks when Python exits.
+        """
+        saved = _shapes(ocp.StandardCheckpointHandler().metadata(self.directory / str(step) / "state"))
+        wanted = _shapes(target)
+        if saved == wanted:
+            return
+        differ = [k for k in sorted(wanted.keys() & saved.keys()) if saved[k] != wanted[k]]
+        if differ:
+            what = f"{differ[0]} has shape {saved[differ[0]]} there, {wanted[differ[0]]} here"
+        else:
+            only = sorted(saved.keys() ^ wanted.keys())[0]
+            what = f"{only} is {'only in the checkpoint' if only in saved else 'missing from it'}"
+        raise ValueError(
+            f"the checkpoint {self.directory / str(step)} does not fit this model ({what}); was it written by a "
+            "run with another --width or optimizer? Use that run's settings or start a new run."
+        )
 
     def wait(self) -> None:
         """Blocks until every save has reached the disk."""
@@ -191,6 +213,12 @@ class Checkpoints:
         if step is None or step not in self.manager.all_steps():
             raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {self.directory}")
         return step
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{'params/layer1/conv/kernel': shape, ...} of a state, an abstract state or orbax's metadata of one."""
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(x.shape) for path, x in leaves}
 
 
 def load_variables(run: str | Path, config: TrainConfig, which: str = "best") -> dict:

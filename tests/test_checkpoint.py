@@ -1,6 +1,8 @@
 """Tests for jaxcifar.checkpoint: exact round trips, what is kept, old formats, Grad-CAM's weights."""
 
 import functools
+import gc
+import sys
 
 import jax
 import numpy as np
@@ -79,12 +81,21 @@ def test_checkpoints_of_jaxcifar_0_1_are_named_as_such(tmp_path):
         Checkpoints(tmp_path)
 
 
-def test_a_checkpoint_of_another_width_is_a_clear_error(tmp_path):
+def test_a_checkpoint_of_another_width_is_a_clear_error_and_leaves_nothing_behind(tmp_path, monkeypatch):
     with Checkpoints(tmp_path) as ckpt:
         ckpt.save(fresh_state(), Position(0, 0, 0))
     wider = fresh_state(TrainConfig(width=8))
-    with Checkpoints(tmp_path) as ckpt, pytest.raises(ValueError, match=r"does not fit this model.*another --width"):
+    # width 4 -> 8: the first array by name, batch_stats/layer1/bn/mean, has 2 x 4 channels, not 2 x 8
+    message = r"does not fit this model \(batch_stats/layer1/bn/mean has shape \(8,\) there, \(16,\) here\)"
+    ignored = []  # what Python would print as "Exception ignored in: <coroutine ...>" at exit
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    with Checkpoints(tmp_path) as ckpt, pytest.raises(ValueError, match=message + ".*another --width"):
         ckpt.restore(abstract_state(wider, parallel.make_mesh(1)))
+    gc.collect()
+    assert ignored == []
+    fewer = fresh_state().replace(batch_stats={})  # a model without BatchNorm statistics
+    with Checkpoints(tmp_path) as ckpt, pytest.raises(ValueError, match=r"batch_stats/layer1/bn/mean is only in the"):
+        ckpt.restore(abstract_state(fewer, parallel.make_mesh(1)))
 
 
 def test_load_variables_reads_the_best_or_the_latest(tmp_path):
