@@ -1,14 +1,18 @@
-"""What a run prints: messages from process 0, progress bars, and progress lines for log files.
+"""What a run prints and the stop signals it hears: messages from process 0, progress bars and lines, Ctrl-C.
 
 On a terminal each epoch (and the LR range test) gets a tqdm bar. When the
 output goes to a file there is no bar, so a CPU epoch of many minutes would
 leave the log silent: `Progress` then prints a short line every `every_s`
-seconds instead. Only process 0 of a multi-process run prints.
+seconds instead. Only process 0 of a multi-process run prints. `StopRequest`
+turns Ctrl-C and SIGTERM into a request the training loop and the LR range
+test answer at their next step.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -78,3 +82,38 @@ def _is_terminal(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop at the next step boundary.
+
+    SIGTERM is what Slurm, Kubernetes, `timeout` and `kill` send before they kill a
+    process: answered like Ctrl-C, a preempted run saves where it is and resumes
+    exactly, instead of losing the epoch under way (13 minutes on a 2-core CPU).
+    A second signal interrupts at once. Only installed in the main thread.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal: str | None = None  # the name of the signal that asked to stop: "SIGINT" or "SIGTERM"
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal = signal.Signals(signum).name
+        who = "Ctrl-C" if signum == signal.SIGINT else self.signal
+        print(f"\n{who}: saving a checkpoint after this step ({who} again to quit at once).", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        for s, previous in self._previous.items():
+            if previous is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(s, previous)

@@ -7,7 +7,7 @@ Every command (`python -m jaxcifar.X`, scripts/) ends with one exit status:
   2    bad usage or input, found before anything was started or changed
   130  stopped by Ctrl-C (a training run saved a checkpoint to resume from)
   143  stopped by SIGTERM (a scheduler's preemption, `kill`, `timeout`; a training run
-       saved a checkpoint to resume from, as on Ctrl-C)
+       saved a checkpoint to resume from, as on Ctrl-C; an LR range test wrote what it swept)
 
 `entry_point` turns the errors jaxcifar raises for people (ValueError,
 FileNotFoundError, FileExistsError: usage; RuntimeError: failure) into a line
@@ -25,6 +25,17 @@ from typing import Any
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 PACKAGE = Path(__file__).resolve().parent
+
+
+class Stopped(KeyboardInterrupt):
+    """Work stopped by Ctrl-C or SIGTERM at a safe point; the message says what was kept.
+
+    `entry_point` prints the message and exits with 130 (Ctrl-C) or 143 (SIGTERM).
+    """
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal = signal_name  # "SIGINT" or "SIGTERM"
 
 
 class UsageError(ValueError):
@@ -46,6 +57,9 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
     def run(argv=None):
         try:
             return main(argv)
+        except Stopped as e:
+            print(e, file=sys.stderr)
+            raise SystemExit(EXIT_TERMINATED if e.signal == "SIGTERM" else EXIT_INTERRUPTED) from None
         except KeyboardInterrupt:
             print("interrupted (Ctrl-C)", file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED) from None

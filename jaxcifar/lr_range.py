@@ -16,7 +16,9 @@ fastai's bias correction): with factor a (0.05),
 so the first smoothed value is x_0 itself rather than a * x_0.
 
 The sweep stops early when the smoothed loss exceeds `diverge_factor` (4) times
-its lowest value so far, or a loss is NaN/inf.
+its lowest value so far, or a loss is NaN/inf. Ctrl-C or SIGTERM stops it after
+the step under way: what it swept is written, then `Stopped` is raised (exit
+status 130 or 143), so no training starts from a partial sweep.
 
 Rules for LR_MAX (`--lr-range-rule`), over the records without the first 10 and
 last 5 iterations (torch-lr-finder's skip_start/skip_end), where they are noisy:
@@ -67,9 +69,9 @@ from jaxcifar import config as config_lib
 from jaxcifar import parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
-from jaxcifar.console import Progress, say
+from jaxcifar.console import Progress, StopRequest, say
 from jaxcifar.data import CIFAR10
-from jaxcifar.errors import entry_point
+from jaxcifar.errors import Stopped, entry_point
 from jaxcifar.loader import load_data, make_train_loader
 
 DESCRIPTION = "Sweep the learning rate up on a fresh model, record loss and accuracy, and suggest LR_MAX and LR_MIN."
@@ -235,6 +237,8 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
 
     The model, optimizer, augmentation and batch size are those of the training
     run (`config`), the step is `steps.train_step`, the LR follows `lr_sequence`.
+    Ctrl-C or SIGTERM ends it after the step under way, with what was swept and
+    `stopped_by` (the signal's name) in the result.
     """
     mesh = mesh if mesh is not None else parallel.make_mesh(config.devices)
     lrs = lr_sequence(config.lr_range_start, config.lr_range_end, config.lr_range_iters, config.lr_range_mode)
@@ -253,28 +257,31 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     bar = Progress(config.progress, n, "LR range test")
     t0 = time.perf_counter()
     epoch = 0
-    while len(metrics) < n and stopped_at is None:
-        batches = loader.epoch(epoch)
-        try:
-            for batch in batches:
-                state, m = steps.train(state, parallel.put_batch(batch, mesh))
-                metrics.append(m)
-                bar.update(1)
-                if len(metrics) % CHECK_EVERY == 0 or len(metrics) == n:
-                    ready = len(metrics) - (2 if len(metrics) < n else 0)
-                    loss_host += [float(x["loss"]) for x in parallel.to_host(metrics[len(loss_host) : ready])]
-                    smoothed = smooth(loss_host, config.lr_range_smoothing)
-                    if len(smoothed):
-                        bar.update(0, lr=f"{lrs[len(smoothed) - 1]:.3g}", smoothed_loss=f"{smoothed[-1]:.3f}")
-                    stop = divergence(smoothed, config.lr_range_diverge)
-                    if stop is not None:
-                        stopped_at = stop
+    with StopRequest() as request:
+        while len(metrics) < n and stopped_at is None and not request.requested:
+            batches = loader.epoch(epoch)
+            try:
+                for batch in batches:
+                    if request.requested:  # Ctrl-C or SIGTERM: keep what was swept
                         break
-                if len(metrics) == n:
-                    break
-        finally:
-            batches.close()
-        epoch += 1
+                    state, m = steps.train(state, parallel.put_batch(batch, mesh))
+                    metrics.append(m)
+                    bar.update(1)
+                    if len(metrics) % CHECK_EVERY == 0 or len(metrics) == n:
+                        ready = len(metrics) - (2 if len(metrics) < n else 0)
+                        loss_host += [float(x["loss"]) for x in parallel.to_host(metrics[len(loss_host) : ready])]
+                        smoothed = smooth(loss_host, config.lr_range_smoothing)
+                        if len(smoothed):
+                            bar.update(0, lr=f"{lrs[len(smoothed) - 1]:.3g}", smoothed_loss=f"{smoothed[-1]:.3f}")
+                        stop = divergence(smoothed, config.lr_range_diverge)
+                        if stop is not None:
+                            stopped_at = stop
+                            break
+                    if len(metrics) == n:
+                        break
+            finally:
+                batches.close()
+            epoch += 1
     bar.close()
     fetched = parallel.to_host(metrics)  # one transfer for the whole sweep
     seconds = time.perf_counter() - t0
@@ -292,6 +299,11 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
             else f"smoothed loss {s_loss[stop]:.4g} > {config.lr_range_diverge:g} x best {np.min(s_loss[:keep]):.4g}"
         )
         loss, acc, used_lr, s_loss = loss[:keep], acc[:keep], used_lr[:keep], s_loss[:keep]
+    elif request.requested:
+        who = "Ctrl-C" if request.signal == "SIGINT" else request.signal
+        reason = f"stopped by {who} after {len(loss)} of {n} iterations" + (
+            f", at LR {lrs[len(loss) - 1]:.4g}" if len(loss) else ""
+        )
     np.testing.assert_allclose(used_lr, lrs[: len(used_lr)], rtol=1e-5)  # the device ran the planned LRs
     return {
         "records": {
@@ -305,19 +317,33 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
         "stopped": reason,
         "seconds": seconds,
         "compile_seconds": steps.compile_seconds,
+        **({"stopped_by": request.signal} if request.requested else {}),
     }
 
 
 def run(config: TrainConfig, ds: CIFAR10, out: str | Path, mesh=None) -> dict:
-    """Sweeps, suggests both bounds, and writes `lr_range.json` and `lr_range.png` into `out`."""
+    """Sweeps, suggests both bounds, and writes `lr_range.json` and `lr_range.png` into `out`.
+
+    Raises:
+      Stopped: Ctrl-C or SIGTERM stopped the sweep; what it swept is written first.
+    """
     out = Path(out)
     result = sweep(config, ds, mesh)
+    if result.get("stopped_by") and not result["iterations"]:
+        raise Stopped(result["stopped_by"], f"LR range test {result['stopped']}; nothing was written.")
     result = {"settings": settings(config, ds), **result}
     result.update(suggestions_of(result, config))
     result.update(records.provenance())
     if jax.process_index() == 0:
         records.write_json(out / "lr_range.json", result)
         plot(result, out / "lr_range.png")
+    if result.get("stopped_by"):  # its suggestions only know the LRs swept: no run may start from them
+        raise Stopped(
+            result["stopped_by"],
+            f"LR range test {result['stopped']}; what it swept is in {out / 'lr_range.json'} and "
+            f"{out / 'lr_range.png'}. A sweep starts from the beginning: run the command again (with another "
+            "--out), or pass --lr-max and --lr-min read from the figure.",
+        )
     say(
         f"LR range test: {result['iterations']} iterations in {result['seconds']:.1f} s ({result['stopped']}); "
         f"LR_MAX suggestions: {', '.join(f'{r} {v:.4g}' for r, v in result['suggestions'].items())}"

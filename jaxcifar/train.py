@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -43,7 +41,7 @@ from jaxcifar import gradcam, lr_range, parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
-from jaxcifar.console import Progress, say
+from jaxcifar.console import Progress, StopRequest, say
 from jaxcifar.data import CIFAR10, resolve_source, subset
 from jaxcifar.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError, entry_point
 from jaxcifar.loader import BatchLoader, load_data, make_train_loader
@@ -297,41 +295,6 @@ def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float
 
 
 # --- the loop ----------------------------------------------------------------------
-
-
-class StopRequest:
-    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop at the next step boundary.
-
-    SIGTERM is what Slurm, Kubernetes, `timeout` and `kill` send before they kill a
-    process: answered like Ctrl-C, a preempted run saves where it is and resumes
-    exactly, instead of losing the epoch under way (13 minutes on a 2-core CPU).
-    A second signal interrupts at once. Only installed in the main thread.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal: str | None = None  # the name of the signal that asked to stop: "SIGINT" or "SIGTERM"
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal = signal.Signals(signum).name
-        who = "Ctrl-C" if signum == signal.SIGINT else self.signal
-        print(f"\n{who}: saving a checkpoint after this step ({who} again to quit at once).", file=sys.stderr)
-
-    def __exit__(self, *exc) -> None:
-        for s, previous in self._previous.items():
-            if previous is not None:  # None: a handler not installed from Python, which cannot be put back
-                signal.signal(s, previous)
 
 
 def steps_in_flight() -> int:

@@ -1,7 +1,12 @@
-"""Tests for jaxcifar.console: bars on terminals, timed lines in log files."""
+"""Tests for jaxcifar.console: bars on terminals, timed lines in log files, Ctrl-C and SIGTERM."""
 
 import io
+import os
+import signal
 
+import pytest
+
+from jaxcifar import console
 from jaxcifar.console import Progress
 
 
@@ -40,3 +45,18 @@ def test_a_terminal_gets_a_bar_and_disabled_progress_gets_nothing():
     off = Progress(False, total=4, desc="x", every_s=0.0, stream=quiet)
     off.update(1)
     assert quiet.getvalue() == "" and off.bar is None
+
+
+def test_sigterm_asks_for_a_stop_like_ctrl_c_and_a_second_signal_quits_at_once(capsys):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with console.StopRequest() as stop:
+        assert not stop.requested and stop.signal is None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested and stop.signal == "SIGTERM"
+        assert "SIGTERM: saving a checkpoint after this step (SIGTERM again to quit at once)." in (
+            capsys.readouterr().err
+        )
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signal == "SIGTERM"  # the first signal is the one that asked
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

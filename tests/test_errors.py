@@ -7,7 +7,7 @@ from jaxcifar import augment, evidence, gradcam, lr_range, schedule, seeds, trai
 from jaxcifar.bench import benchmark, device_check
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import load_cifar10
-from jaxcifar.errors import entry_point
+from jaxcifar.errors import Stopped, entry_point
 
 
 @entry_point
@@ -22,18 +22,23 @@ def command(argv):
         train.check_finite([{"loss": float("nan"), "lr": 0.1}], epoch=0, first_batch=0, steps_per_epoch=10)
     if kind == "ctrl-c":
         raise KeyboardInterrupt
+    if kind == "sigterm":  # stopped at a safe point, what was kept in the message
+        raise Stopped("SIGTERM", "stopped by SIGTERM; kept: x")
     if kind == "bug":
         np.zeros(3).reshape(2, 2)  # a ValueError raised in NumPy: a programming error
     return "done"
 
 
-@pytest.mark.parametrize("kind, status", [("usage", 2), ("missing", 2), ("failed", 1), ("ctrl-c", 130)])
+@pytest.mark.parametrize(
+    "kind, status", [("usage", 2), ("missing", 2), ("failed", 1), ("ctrl-c", 130), ("sigterm", 143)]
+)
 def test_errors_for_people_become_a_line_and_a_status(kind, status, capsys):
     with pytest.raises(SystemExit) as exc:
         command([kind])
     assert exc.value.code == status
     err = capsys.readouterr().err
-    assert err.startswith("error: ") or (kind == "ctrl-c" and "interrupted" in err)
+    expected = {"ctrl-c": "interrupted (Ctrl-C)\n", "sigterm": "stopped by SIGTERM; kept: x\n"}
+    assert err == expected[kind] if kind in expected else err.startswith("error: ")
 
 
 def test_a_programming_error_keeps_its_traceback():

@@ -2,14 +2,17 @@
 
 import dataclasses
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
 from tiny import TINY_RUN
 
 from jaxcifar import data as data_lib
-from jaxcifar import lr_range, train
+from jaxcifar import lr_range, parallel, train
 from jaxcifar.config import TrainConfig
+from jaxcifar.errors import Stopped
 
 TINY = {**TINY_RUN, "lr_range_iters": 40, "lr_range_start": 1e-3, "lr_range_end": 0.5}
 
@@ -182,6 +185,47 @@ def test_sweep_stops_when_the_loss_diverges(tmp_path, tiny_data):
     last = s[-1]
     assert not np.isfinite(last) or last > 4 * s[:-1].min()  # the last record is the diverging one
     assert np.all(s[:-1] <= 4 * np.minimum.accumulate(s[:-1]))  # none before it
+
+
+def signal_at_put(monkeypatch, nth, stop):
+    """Sends `stop` to this process while the nth batch goes to the device."""
+    calls = {"n": 0}
+    real_put = parallel.put_batch
+
+    def put(arrays, mesh):
+        calls["n"] += 1
+        if calls["n"] == nth:
+            os.kill(os.getpid(), stop)
+        return real_put(arrays, mesh)
+
+    monkeypatch.setattr(parallel, "put_batch", put)
+
+
+@pytest.mark.parametrize("stop, code, who", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_stopped_sweep_keeps_what_it_swept_and_exits(tmp_path, monkeypatch, capsys, stop, code, who):
+    signal_at_put(monkeypatch, 12, stop)  # the 12th step runs, the 13th never starts
+    argv = "--data synthetic --n-train 640 --width 4 --batch-size 64 --num-iter 40 --no-progress --out".split()
+    with pytest.raises(SystemExit) as exc:
+        lr_range.main([*argv, str(tmp_path)])
+    assert exc.value.code == code
+    saved = json.loads((tmp_path / "lr_range.json").read_text())
+    lr_12 = lr_range.lr_sequence(1e-4, 0.1, 40)[11]
+    assert saved["iterations"] == len(saved["records"]["loss"]) == 12 and saved["stopped_by"] == stop.name
+    assert saved["stopped"] == f"stopped by {who} after 12 of 40 iterations, at LR {lr_12:.4g}"
+    assert (tmp_path / "lr_range.png").exists()
+    err = capsys.readouterr().err
+    assert f"LR range test stopped by {who} after 12 of 40 iterations" in err
+    assert f"what it swept is in {tmp_path / 'lr_range.json'}" in err and "pass --lr-max and --lr-min" in err
+
+
+def test_a_run_whose_sweep_is_stopped_never_trains(tmp_path, tiny_data, monkeypatch, capsys):
+    signal_at_put(monkeypatch, 5, signal.SIGTERM)
+    cfg = TrainConfig(**{**TINY, "lr_max": None}, out=str(tmp_path / "run"))
+    with pytest.raises(Stopped) as exc:  # `python -m jaxcifar.train` exits with 143 on it (test_errors)
+        train.train_and_evaluate(cfg, tiny_data)
+    assert exc.value.signal == "SIGTERM" and "stopped by SIGTERM after 5 of 40 iterations" in str(exc.value)
+    assert json.loads((tmp_path / "run" / "lr_range.json").read_text())["iterations"] == 5
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["lr_range.json", "lr_range.png"]  # no training
 
 
 def test_lr_max_auto_end_to_end(tmp_path, tiny_data, capsys):

@@ -18,7 +18,7 @@ from jaxcifar import gradcam, parallel, records, train
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, abstract_state
 from jaxcifar.config import TrainConfig
-from jaxcifar.console import Progress
+from jaxcifar.console import Progress, StopRequest
 from jaxcifar.schedule import one_cycle
 
 # The session's tiny run: 3 epochs of 10 steps (640 images, batches of 64), flip TTA.
@@ -179,21 +179,6 @@ def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(
     assert full_m["steps"] == cut_m["steps"]
     assert full_m["epochs"]["test_accuracy"] == cut_m["epochs"]["test_accuracy"]
     assert cut_m["epochs"]["seconds"][stopped_at[0]] > meta["epoch_seconds"]
-
-
-def test_sigterm_asks_for_a_stop_like_ctrl_c_and_a_second_signal_quits_at_once(capsys):
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    with train.StopRequest() as stop:
-        assert not stop.requested and stop.signal is None
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.requested and stop.signal == "SIGTERM"
-        assert "SIGTERM: saving a checkpoint after this step (SIGTERM again to quit at once)." in (
-            capsys.readouterr().err
-        )
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-        assert stop.signal == "SIGTERM"  # the first signal is the one that asked
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 def test_a_run_stopped_by_sigterm_saves_exits_143_and_resumes(tmp_path, monkeypatch, capsys):
@@ -414,7 +399,7 @@ def test_at_most_two_steps_are_in_flight_on_a_cpu(monkeypatch):
 
     monkeypatch.setattr(train.jax, "block_until_ready", block)
     monkeypatch.setattr(parallel, "put_batch", lambda b, mesh: b)
-    result = train.run_epoch(FakeSteps(events), 0, batches(12), train.StopRequest(), Progress(False, 12, "x"))
+    result = train.run_epoch(FakeSteps(events), 0, batches(12), StopRequest(), Progress(False, 12, "x"))
     assert result.state == 12 and len(result.metrics) == 12 and result.completed
     assert train.steps_in_flight() == 1
     dispatched = waited = 0
@@ -430,9 +415,9 @@ def test_at_most_two_steps_are_in_flight_on_a_cpu(monkeypatch):
 def test_the_time_estimate_comes_from_finished_steps(monkeypatch, capsys):
     monkeypatch.setattr(parallel, "put_batch", lambda b, mesh: b)
     # 0.1 s a step, 24 x 97 steps left: about 233 s, under the 600 s threshold: no line.
-    train.run_epoch(FakeSteps([], 0.1), 0, batches(6), train.StopRequest(), Progress(False, 6, "x"), 24 * 97)
+    train.run_epoch(FakeSteps([], 0.1), 0, batches(6), StopRequest(), Progress(False, 6, "x"), 24 * 97)
     assert "One step takes" not in capsys.readouterr().err
-    train.run_epoch(FakeSteps([], 0.1), 0, batches(6), train.StopRequest(), Progress(False, 6, "x"), 100_000)
+    train.run_epoch(FakeSteps([], 0.1), 0, batches(6), StopRequest(), Progress(False, 6, "x"), 100_000)
     found = re.search(
         r"One step takes ([0-9.]+) s here: the 100000 remaining steps will take about ([0-9.]+) h",
         capsys.readouterr().err,
