@@ -110,8 +110,12 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         self.signal = signal.Signals(signum).name
-        who = "Ctrl-C" if signum == signal.SIGINT else self.signal
-        print(f"\n{who}: saving a checkpoint after this step ({who} again to quit at once).", file=sys.stderr)
+        print(f"\n{self.who}: saving a checkpoint after this step ({self.who} again to quit at once).", file=sys.stderr)
+
+    @property
+    def who(self) -> str | None:
+        """The signal that asked to stop, as people know it: "Ctrl-C" or "SIGTERM"."""
+        return "Ctrl-C" if self.signal == "SIGINT" else self.signal
 
     def __exit__(self, *exc) -> None:
         for s, previous in self._previous.items():

@@ -27,6 +27,11 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 PACKAGE = Path(__file__).resolve().parent
 
 
+def stop_status(signal_name: str | None) -> int:
+    """The exit status of work stopped by a signal: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)."""
+    return EXIT_TERMINATED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
+
+
 class Stopped(KeyboardInterrupt):
     """Work stopped by Ctrl-C or SIGTERM at a safe point; the message says what was kept.
 
@@ -59,7 +64,7 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(argv)
         except Stopped as e:
             print(e, file=sys.stderr)
-            raise SystemExit(EXIT_TERMINATED if e.signal == "SIGTERM" else EXIT_INTERRUPTED) from None
+            raise SystemExit(stop_status(e.signal)) from None
         except KeyboardInterrupt:
             print("interrupted (Ctrl-C)", file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED) from None

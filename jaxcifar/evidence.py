@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxcifar import lr_range, plots, records
 from jaxcifar.config import LR_MIN_RULES, TrainConfig
+from jaxcifar.console import StopRequest
 from jaxcifar.errors import UsageError, entry_point
 
 FIGURES = (
@@ -485,6 +486,15 @@ def _experiments(root: Path) -> list[tuple[str, str, str, dict]]:
     ]
 
 
+def _published(experiments: list, original: str) -> list[tuple[str, tuple[float, ...]]]:
+    """(label, test accuracy % per epoch) of the published runs shown beside ours: the original
+    (labelled `original`), and Page's logged run once our cifar10-fast run is committed."""
+    published = [(original, ORIGINAL_TEST_ACCURACY)]
+    if any(kind == "page" for _, _, kind, _ in experiments):
+        published.append((PAGE_LOG, PAGE_TEST_ACCURACY))
+    return published
+
+
 CPU24_FIGURES = (
     ("accuracy", "accuracy, 24 epochs on CPU"),
     ("loss_accuracy", "loss and accuracy, 24 epochs on CPU"),
@@ -506,9 +516,7 @@ def block_cpu24_epochs(root: Path) -> str:
     seconds = [t + e for t, e in zip(epochs["seconds"], epochs["eval_seconds"])]
     experiments = _experiments(root)
     others = [(label, r["epochs"]["test_accuracy"]) for _, label, _, r in experiments]
-    references = [("the PyTorch original", ORIGINAL_TEST_ACCURACY)]
-    if any(kind == "page" for _, _, kind, _ in experiments):
-        references.append((PAGE_LOG, PAGE_TEST_ACCURACY))
+    references = _published(experiments, "the PyTorch original")
     cells = [
         [str(i + 1), f"{100 * a:.2f}"]
         + [f"{100 * acc[i]:.2f}" if i < len(acc) else "" for _, acc in others]
@@ -560,9 +568,7 @@ def figure_cpu24_runs(root: Path) -> Path | None:
     experiments = _experiments(root)
     for _, label, _, r in experiments:
         curves[_short(label)] = r["epochs"]["test_accuracy"]
-    published = {"the PyTorch original (official data)": ORIGINAL_TEST_ACCURACY}
-    if any(kind == "page" for _, _, kind, _ in experiments):
-        published[PAGE_LOG] = PAGE_TEST_ACCURACY
+    published = dict(_published(experiments, "the PyTorch original (official data)"))
     curves |= {label: [a / 100 for a in percent] for label, percent in published.items()}
     curves = {label.replace("`", ""): acc for label, acc in curves.items()}
     path = root / CPU24_RUNS_FIGURE
@@ -687,8 +693,7 @@ def run_passing_stops(command: Sequence[str]) -> int:
     def hand_on(signum, frame) -> None:
         child.send_signal(signum)
 
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, hand_on) for s in stops}
+    previous = {s: signal.signal(s, hand_on) for s in StopRequest.SIGNALS}
     try:
         return child.wait()
     finally:

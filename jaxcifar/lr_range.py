@@ -300,8 +300,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
         )
         loss, acc, used_lr, s_loss = loss[:keep], acc[:keep], used_lr[:keep], s_loss[:keep]
     elif request.requested:
-        who = "Ctrl-C" if request.signal == "SIGINT" else request.signal
-        reason = f"stopped by {who} after {len(loss)} of {n} iterations" + (
+        reason = f"stopped by {request.who} after {len(loss)} of {n} iterations" + (
             f", at LR {lrs[len(loss) - 1]:.4g}" if len(loss) else ""
         )
     np.testing.assert_allclose(used_lr, lrs[: len(used_lr)], rtol=1e-5)  # the device ran the planned LRs

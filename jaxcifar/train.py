@@ -43,7 +43,7 @@ from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import Progress, StopRequest, say
 from jaxcifar.data import CIFAR10, resolve_source, subset
-from jaxcifar.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, UsageError, entry_point
+from jaxcifar.errors import EXIT_FAILED, UsageError, entry_point, stop_status
 from jaxcifar.loader import BatchLoader, load_data, make_train_loader
 from jaxcifar.schedule import one_cycle
 from jaxcifar.steps import Steps, TrainState
@@ -577,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if summary["status"] == "diverged":
         raise SystemExit(EXIT_FAILED)
     if summary["status"] == "interrupted":
-        raise SystemExit(EXIT_TERMINATED if summary["stopped_by"] == "SIGTERM" else EXIT_INTERRUPTED)
+        raise SystemExit(stop_status(summary["stopped_by"]))
     return summary
 
 
