@@ -25,8 +25,8 @@ __version__ = "0.2.0"
 
 # XLA:CPU (jaxlib 0.10) hands convolutions and dots to YNNPACK by default. Its
 # convolution kernel gradients slow down more than linearly with the batch: on the
-# 2-core development CPU, the training step at batch 512 ran 0.47x as fast with
-# YNNPACK as without (Eigen's convolutions; results/cpu-step-variants.json).
+# 2-core development CPU, the training step at batch 512 ran 0.46x as fast with
+# YNNPACK's convolutions as with Eigen's (results/cpu-step-variants.json).
 # The flag only reaches XLA if it is set before JAX starts its CPU backend; a value
 # the user set is kept, and JAXCIFAR_YNNPACK=1 keeps JAX's default.
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"  # "=" with no value: YNNPACK off

@@ -34,6 +34,7 @@ from jaxcifar.augment import AUGMENTERS, CUTOUT_PLACEMENTS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
 KERNEL_GRADS = ("xla", "taps")
+CONVS = ("xla", "winograd")
 LR_RULES = ("accuracy", "accuracy-raw", "steepest", "min-loss", "valley", "plateau")  # LR_MAX, see jaxcifar.lr_range
 LR_MIN_RULES = ("div", "rise", "min-loss")  # LR_MIN when lr_min is None
 LR_RANGE_MODES = ("exp", "linear")
@@ -103,6 +104,7 @@ class TrainConfig:
     dtype: str | None = None  # compute type: float32 | bfloat16; None: bfloat16 on GPU/TPU, float32 on CPU
     logit_scale: float = 1.0  # logits multiplier (cifar10-fast: 0.125)
     kernel_grad: str | None = None  # conv kernel gradient: xla | taps (nine matmuls); None: xla
+    conv: str | None = None  # xla | winograd (F(4x4, 3x3)); None: winograd on CPU from width 32, else xla
     # Optimisation
     epochs: int = 24
     batch_size: int = 512  # images per step (global, over all devices)
@@ -223,6 +225,7 @@ class TrainConfig:
         for name, choices in (
             ("dtype", DTYPES),
             ("kernel_grad", KERNEL_GRADS),
+            ("conv", CONVS),
             ("augment", AUGMENTERS),
             ("lr_range_rule", LR_RULES),
             ("lr_min_rule", LR_MIN_RULES),
@@ -295,6 +298,9 @@ class TrainConfig:
         if "overrides" not in obj:  # written before presets were recorded: what differs from them was given
             preset = presets(obj.get("recipe", "original"), obj.get("quick", False))
             obj["overrides"] = tuple(k for k, v in preset.items() if obj.get(k) != v)
+        # Written before --conv existed, when XLA's convolutions were the only ones: a
+        # resumed run keeps them, so its steps stay those it began with.
+        obj.setdefault("conv", "xla")
         return cls(**obj)
 
 
@@ -365,6 +371,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         type=_choice_or_auto(KERNEL_GRADS),
         metavar="{auto,xla,taps}",
         help="conv kernel gradient: XLA's, or nine matmuls (default: auto = xla)",
+    )
+    add(
+        g,
+        "conv",
+        type=_choice_or_auto(CONVS),
+        metavar="{auto,xla,winograd}",
+        help="convolutions after the first: XLA's, or Winograd's F(4x4, 3x3) (default: auto = winograd on CPU "
+        "from width 32 on, else xla)",
     )
     g = parser.add_argument_group("optimisation")
     add(g, "batch_size", type=int, help=f"global batch, split over the devices (default: {d.batch_size})")

@@ -228,11 +228,17 @@ def block_lr_rules_quick(root: Path) -> str:
     )
 
 
-STEP_NAMES = {
-    ("float32", "xla"): "jaxcifar float32 (the CPU default)",
-    ("bfloat16", "xla"): "jaxcifar bfloat16",
-    ("float32", "taps"): "jaxcifar float32, nine-matmul kernel gradient",
+STEP_NAMES = {  # (dtype, kernel gradient, convolutions)
+    ("float32", "xla", "winograd"): "jaxcifar float32, Winograd's convolutions",
+    ("bfloat16", "xla", "winograd"): "jaxcifar bfloat16, Winograd's convolutions (computed in float32)",
+    ("float32", "xla", "xla"): "jaxcifar float32, XLA's convolutions",
+    ("bfloat16", "xla", "xla"): "jaxcifar bfloat16, XLA's convolutions",
+    ("float32", "taps", "xla"): "jaxcifar float32, XLA's convolutions, nine-matmul kernel gradient",
 }
+
+
+def _step_kind(step: dict) -> tuple[str, str, str]:
+    return step["dtype"], step["kernel_grad"], step["conv"]
 
 
 def block_bench_cpu(root: Path) -> str:
@@ -240,9 +246,9 @@ def block_bench_cpu(root: Path) -> str:
     rows = []
     for b in sorted({s["batch_size"] for s in r["steps"]}):
         ours = [s for s in r["steps"] if s["batch_size"] == b]
-        base = next(s for s in ours if s["dtype"] == "float32" and s["kernel_grad"] == "xla")["train_images_per_s"]
+        base = ours[0]["train_images_per_s"]  # the benchmark measures the default float32 step first
         for s in ours:
-            name = STEP_NAMES[(s["dtype"], s["kernel_grad"])]
+            name = STEP_NAMES[_step_kind(s)] + (" (the CPU default)" if s is ours[0] else "")
             rows.append([str(b), name, f"{s['train_images_per_s']:.1f}", f"{s['train_images_per_s'] / base:.2f}x"])
         for t in (t for t in r.get("torch", []) if t["batch_size"] == b and "images_per_s" in t):
             rows.append(
@@ -287,13 +293,14 @@ PART_NAMES = {"forward": "forward", "input_grad": "input gradient", "kernel_grad
 
 
 def block_conv_layers(root: Path) -> str:
-    """Each convolution's forward pass and gradients, ours three ways beside PyTorch's; their share of the step."""
+    """Each convolution's forward pass and gradients, ours four ways beside PyTorch's; their share of the step."""
     r = _read(root, "conv-layers-cpu")
     t, step = r["totals"], r["step"]
 
     def cells(x: dict) -> list[str]:
-        ms = [f"{x[k]:.0f}" if k in x else "" for k in ("jax_ms", "jax_nchw_ms", "jax_taps_ms", "torch_ms")]
-        return [*ms, f"{x['jax_vs_torch']:.2f}x"]
+        keys = ("jax_ms", "jax_nchw_ms", "jax_taps_ms", "jax_winograd_ms", "torch_ms")
+        return [*(f"{x[k]:.0f}" if k in x else "" for k in keys), f"{x['jax_vs_torch']:.2f}x",
+                f"{x['winograd_vs_torch']:.2f}x"]  # fmt: skip
 
     rows = [
         [f"{x['layer']} ({x['shape'][0]}x{x['shape'][0]}, {x['shape'][1]} -> {x['shape'][2]})", PART_NAMES[x["part"]]]
@@ -304,16 +311,19 @@ def block_conv_layers(root: Path) -> str:
         [f"**all 8**, {'every part' if part == 'all' else PART_NAMES[part]}", "", *cells(t[part])]
         for part in ("forward", "input_grad", "kernel_grad", "all")
     ]
-    header = ["convolution at batch " + str(r["batch_size"]), "part", "ms, jaxcifar", "ms, jaxcifar in NCHW"]
-    header += ["ms, nine matmuls", "ms, PyTorch", "jaxcifar / PyTorch"]
+    header = ["convolution at batch " + str(r["batch_size"]), "part", "ms, XLA", "ms, XLA in NCHW"]
+    header += ["ms, nine matmuls", "ms, Winograd", "ms, PyTorch", "XLA / PyTorch", "Winograd / PyTorch"]
     worst = max(x["relative_difference"] for x in r["rows"])
+    winograd_worst = max(x["winograd_difference"] for x in r["rows"])
     return (
-        _table(header, rows) + f"\nThe convolutions take {t['all']['jax_ms']:.0f} ms of our whole training step's "
-        f"{step['jax_ms']:.0f} ms ({100 * step['convolutions_share']:.0f}%); PyTorch's channels-last step took "
-        f"{step['torch_channels_last_ms']:.0f} ms in the same run. Outside the convolutions, our step spends "
-        f"{step['jax_ms'] - t['all']['jax_ms']:.0f} ms, PyTorch's "
-        f"{step['torch_channels_last_ms'] - t['all']['torch_ms']:.0f} ms. Both frameworks computed the same numbers "
-        f"(largest difference {worst:.1e} of the largest value) "
+        _table(header, rows) + f"\nXLA's convolutions take {t['all']['jax_ms']:.0f} ms of the "
+        f"{step['jax_xla_ms']:.0f} ms training step that uses them ({100 * step['convolutions_share']:.0f}%); "
+        f"jaxcifar's step, with Winograd's convolutions after prep, took {step['jax_ms']:.0f} ms and PyTorch's "
+        f"channels-last step {step['torch_channels_last_ms']:.0f} ms in the same run. Outside the convolutions, the "
+        f"step with XLA's spends {step['jax_xla_ms'] - t['all']['jax_ms']:.0f} ms, PyTorch's "
+        f"{step['torch_channels_last_ms'] - t['all']['torch_ms']:.0f} ms. XLA's and PyTorch's convolutions computed "
+        f"the same numbers (largest difference {worst:.1e} of the largest value), Winograd's came within "
+        f"{winograd_worst:.1e} of XLA's "
         f"(`{r['command']}`, [results/conv-layers-cpu.json](results/conv-layers-cpu.json)).\n"
     )
 

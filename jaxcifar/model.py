@@ -1,7 +1,8 @@
 """The ResNet-9 of David Page's "How to train your ResNet", as a Flax linen module.
 
 This module owns the network and nothing else: layers, initialisation, the
-compute type and the names under which Grad-CAM finds its activations.
+compute type, the convolution algorithm (XLA's, or Winograd's F(4x4, 3x3)) and
+the names under which Grad-CAM finds its activations.
 
         prep    conv3x3(w)                          -> BN -> ReLU          32x32
         layer1  conv3x3(2w) -> maxpool2 -> BN -> ReLU = X;  X + res1(X)     16x16
@@ -130,24 +131,154 @@ def _taps_bwd(residuals, g):
 conv3x3_taps.defvjp(_taps_fwd, _taps_bwd)
 
 
+# Winograd's minimal filtering F(4x4, 3x3) (Lavin and Gray, "Fast Algorithms for
+# Convolutional Neural Networks", CVPR 2016): each 6x6 input tile d, taken every 4
+# pixels, gives a 4x4 output tile Y = A^T [(G g G^T) * (B^T d B)] A, so a 3x3
+# convolution becomes 36 matmuls over the channels with 2.25 multiply-adds per
+# output instead of 9. Points 0, +-1, +-2 and infinity; the float32 result is within
+# about 1e-5 of the largest output (XLA's direct convolution: 3e-7).
+WINOGRAD_BT = (
+    (4, 0, -5, 0, 1, 0),
+    (0, -4, -4, 1, 1, 0),
+    (0, 4, -4, -1, 1, 0),
+    (0, -2, -1, 2, 1, 0),
+    (0, 2, -1, -2, 1, 0),
+    (0, 4, 0, -5, 0, 1),
+)
+WINOGRAD_G = (
+    (1 / 4, 0, 0),
+    (-1 / 6, -1 / 6, -1 / 6),
+    (-1 / 6, 1 / 6, -1 / 6),
+    (1 / 24, 1 / 12, 1 / 6),
+    (1 / 24, -1 / 12, 1 / 6),
+    (0, 0, 1),
+)
+WINOGRAD_AT = (
+    (1, 1, 1, 1, 1, 0),
+    (0, 1, -1, 2, -2, 0),
+    (0, 1, 1, 4, 4, 0),
+    (0, 1, -1, 8, -8, 1),
+)
+WINOGRAD_TILE = 4  # output pixels per tile side; input tiles are 6x6
+
+
+def _combine(matrix: Sequence[Sequence[float]], parts: Sequence[jax.Array]) -> list[jax.Array]:
+    """[sum_j matrix[i][j] * parts[j] for each row i], skipping zero coefficients.
+
+    Written out term by term, not as a dot with a 6x6 matrix, so that XLA fuses a
+    whole transform into one elementwise loop.
+    """
+    out = []
+    for row in matrix:
+        terms = [p if c == 1 else -p if c == -1 else c * p for c, p in zip(row, parts) if c != 0]
+        out.append(functools.reduce(jnp.add, terms))
+    return out
+
+
+def _winograd_input(x: jax.Array) -> jax.Array:
+    """x float[N, H, W, C] -> B^T d B of every 6x6 tile: float[36, N * H/4 * W/4, C]."""
+    n, h, w, c = x.shape
+    m, a = WINOGRAD_TILE, WINOGRAD_TILE + 2
+    th, tw = h // m, w // m
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = _combine(WINOGRAD_BT, [padded[:, r : r + m * (th - 1) + 1 : m] for r in range(a)])
+    tiles = []
+    for row in rows:
+        tiles += _combine(WINOGRAD_BT, [row[:, :, s : s + m * (tw - 1) + 1 : m] for s in range(a)])
+    return jnp.stack(tiles).reshape(a * a, n * th * tw, c)
+
+
+def _winograd_kernel(kernel: jax.Array) -> jax.Array:
+    """kernel float[3, 3, C, K] -> G g G^T: float[36, C, K]."""
+    g = jnp.asarray(WINOGRAD_G, kernel.dtype)
+    return jnp.einsum("ai,ijck,bj->abck", g, kernel, g).reshape(36, *kernel.shape[2:])
+
+
+def _winograd_output(products: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """A^T M A of every tile: products float[36, N * H/4 * W/4, K] -> float[N, H, W, K] for shape (N, H, W, K)."""
+    n, h, w, k = shape
+    m, a = WINOGRAD_TILE, WINOGRAD_TILE + 2
+    products = products.reshape(a, a, n, h // m, w // m, k)
+    rows = _combine(WINOGRAD_AT, list(products))
+    out = [_combine(WINOGRAD_AT, list(row)) for row in rows]  # out[i][j]: float[N, H/4, W/4, K]
+    return jnp.stack([jnp.stack(row, axis=3) for row in out], axis=2).reshape(n, h, w, k)
+
+
+def _winograd_output_transpose(g: jax.Array) -> jax.Array:
+    """The transpose of `_winograd_output`: g float[N, H, W, K] -> float[36, N * H/4 * W/4, K]."""
+    n, h, w, k = g.shape
+    m, a = WINOGRAD_TILE, WINOGRAD_TILE + 2
+    tiles = g.reshape(n, h // m, m, w // m, m, k)
+    a_matrix = tuple(zip(*WINOGRAD_AT))  # A: 6x4
+    rows = _combine(a_matrix, [tiles[:, :, i] for i in range(m)])
+    out = []
+    for row in rows:
+        out += _combine(a_matrix, [row[:, :, :, j] for j in range(m)])
+    return jnp.stack(out).reshape(a * a, n * (h // m) * (w // m), k)
+
+
+def _batched_matmul(a: jax.Array, b: jax.Array, contract: int) -> jax.Array:
+    """[36, ...] x [36, ...] -> [36, ...]: one matmul per tile position, a's axis `contract` with b's axis 1."""
+    return jax.lax.dot_general(a, b, (((contract,), (1,)), ((0,), (0,))))
+
+
+@jax.custom_vjp
+def conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """conv3x3 by Winograd's F(4x4, 3x3): x float[N, H, W, C] (H, W multiples of 4), kernel float[3, 3, C, K].
+
+    The same result as `conv3x3` to about 1e-5 of the largest output in float32.
+    Its gradients are Winograd convolutions too: the input gradient is the output
+    gradient convolved with the kernel turned round (channels swapped), the kernel
+    gradient 36 matmuls of the input tiles with the output gradient's tiles.
+    """
+    return _winograd_fwd(x, kernel)[0]
+
+
+def _winograd_fwd(x, kernel):
+    tiles = _winograd_input(x)
+    y = _winograd_output(_batched_matmul(tiles, _winograd_kernel(kernel), 2), (*x.shape[:3], kernel.shape[-1]))
+    return y, (tiles, kernel)  # the tiles (2.25x the input) serve the kernel gradient
+
+
+def _winograd_bwd(residuals, g):
+    tiles, kernel = residuals
+    dx = conv3x3_winograd(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+    d_products = _batched_matmul(tiles, _winograd_output_transpose(g), 1)  # [36, C, K]
+    gm = jnp.asarray(WINOGRAD_G, kernel.dtype)
+    return dx, jnp.einsum("ai,abck,bj->ijck", gm, d_products.reshape(6, 6, *d_products.shape[1:]), gm)
+
+
+conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
+
+
 class Conv3x3(nn.Module):
     """3x3 convolution, stride 1, padding 1, no bias (the parameters of nn.Conv).
 
+    conv="winograd" computes it by Winograd's F(4x4, 3x3) (`conv3x3_winograd`) in
+    float32 whatever the compute type, where the image side is a multiple of 4 (XLA's
+    convolution otherwise). On the 2-core development CPU it made the training step
+    at batch 512 1.4x as fast as XLA's Eigen convolutions (results/cpu-step-variants.json);
+    on GPUs cuDNN picks its own algorithms, so "xla" is their default
+    (`steps.conv_algorithm`, which also keeps XLA's at small widths).
+
     kernel_grad="taps" computes the kernel gradient as nine matmuls, one per kernel
     tap, instead of XLA's convolution. It paid off on XLA:CPU with YNNPACK's
-    convolutions (the training step at batch 512: 0.47x -> 0.70x of jaxcifar's); with
-    the Eigen convolutions jaxcifar selects on CPUs, XLA's own gradient is faster (taps:
-    0.84x; results/cpu-step-variants.json), so "xla" is the default everywhere and
-    "taps" stays for comparison.
+    convolutions (the training step at batch 512: 0.33x -> 0.52x of jaxcifar's); with
+    XLA's Eigen convolutions, XLA's own gradient is faster (0.72x against taps' 0.63x;
+    results/cpu-step-variants.json), so "xla" is the default everywhere and "taps"
+    stays for comparison.
     """
 
     features: int
     dtype: Any = jnp.float32
     kernel_grad: str = "xla"  # xla | taps
+    conv: str = "xla"  # xla | winograd
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", torch_default_init, (3, 3, x.shape[-1], self.features), jnp.float32)
+        if self.conv == "winograd" and x.shape[1] % WINOGRAD_TILE == 0 and x.shape[2] % WINOGRAD_TILE == 0:
+            return conv3x3_winograd(x.astype(jnp.float32), kernel).astype(self.dtype)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         if self.kernel_grad == "taps":
             return conv3x3_taps(x, kernel)
@@ -161,10 +292,11 @@ class ConvBN(nn.Module):
     pool: bool = False
     dtype: Any = jnp.float32
     kernel_grad: str = "xla"
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = Conv3x3(self.features, dtype=self.dtype, kernel_grad=self.kernel_grad, name="conv")(x)
+        x = Conv3x3(self.features, dtype=self.dtype, kernel_grad=self.kernel_grad, conv=self.conv, name="conv")(x)
         if self.pool:
             x = max_pool2(x)
         x = nn.BatchNorm(
@@ -188,11 +320,14 @@ class Residual(nn.Module):
     features: int
     dtype: Any = jnp.float32
     kernel_grad: str = "xla"
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = ConvBN(self.features, dtype=self.dtype, kernel_grad=self.kernel_grad, name="conv_bn1")(x, train)
-        return ConvBN(self.features, dtype=self.dtype, kernel_grad=self.kernel_grad, name="conv_bn2")(x, train)
+        conv_bn = functools.partial(
+            ConvBN, self.features, dtype=self.dtype, kernel_grad=self.kernel_grad, conv=self.conv
+        )
+        return conv_bn(name="conv_bn2")(conv_bn(name="conv_bn1")(x, train), train)
 
 
 class ResNet9(nn.Module):
@@ -206,8 +341,13 @@ class ResNet9(nn.Module):
             accelerators). Parameters, BatchNorm statistics and logits stay float32.
         logit_scale: multiplies the logits; 1.0 is the PyTorch original,
             cifar10-fast used 0.125.
-        kernel_grad: "xla", or "taps" for the CPU-friendly kernel gradient of
-            the 32x32 convolutions (see Conv3x3): the same parameters and numbers.
+        kernel_grad: "xla", or "taps" for the kernel gradient as nine matmuls
+            (see Conv3x3): the same parameters and numbers.
+        conv: "xla", or "winograd" for Winograd's F(4x4, 3x3) in every
+            convolution but prep's (see Conv3x3): the same parameters, the same
+            numbers to about 1e-5. prep keeps XLA's: with 3 input channels its
+            tiles cost more to transform than its matmuls save (3.8x XLA's
+            forward pass; results/conv-layers-cpu.json).
     """
 
     width: int = DEFAULT_WIDTH
@@ -215,6 +355,7 @@ class ResNet9(nn.Module):
     dtype: Any = jnp.float32
     logit_scale: float = 1.0
     kernel_grad: str = "xla"
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -236,10 +377,10 @@ class ResNet9(nn.Module):
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"ResNet9 expects NHWC images [N, H, W, 3], got shape {x.shape}")
         w, dtype = self.width, self.dtype
-        conv_bn = functools.partial(ConvBN, dtype=dtype, kernel_grad=self.kernel_grad)
-        residual = functools.partial(Residual, dtype=dtype, kernel_grad=self.kernel_grad)
+        conv_bn = functools.partial(ConvBN, dtype=dtype, kernel_grad=self.kernel_grad, conv=self.conv)
+        residual = functools.partial(Residual, dtype=dtype, kernel_grad=self.kernel_grad, conv=self.conv)
         x = x.astype(dtype)
-        x = conv_bn(w, name="prep")(x, train)
+        x = ConvBN(w, dtype=dtype, kernel_grad=self.kernel_grad, name="prep")(x, train)
 
         x = conv_bn(2 * w, pool=True, name="layer1")(x, train)
         r = self._expose("res1_out", residual(2 * w, name="res1")(x, train))

@@ -55,13 +55,28 @@ def compute_dtype(name: str | None) -> Any:
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
+# On CPUs Winograd's convolutions pay where the channels are many: the training step
+# ran 1.02x as fast as with XLA's at width 16 (batch 128), 1.13x at width 32 and 1.45x
+# at width 64 (batch 512) on the 2-core development CPU, and they take XLA 25 s more to
+# compile, which a --quick run or a test at a tiny width would not earn back.
+WINOGRAD_MIN_WIDTH = 32
+
+
+def conv_algorithm(name: str | None, width: int) -> str:
+    """The convolutions: None is "winograd" on CPU from width 32 on, else "xla" (on GPU/TPU cuDNN picks its own)."""
+    if name is None:
+        return "winograd" if jax.default_backend() == "cpu" and width >= WINOGRAD_MIN_WIDTH else "xla"
+    return name
+
+
 def make_model(config: TrainConfig) -> ResNet9:
-    """The run's ResNet-9: width, compute type, logit scale, kernel gradient."""
+    """The run's ResNet-9: width, compute type, logit scale, kernel gradient, convolutions."""
     return ResNet9(
         width=config.width,
         dtype=compute_dtype(config.dtype),
         logit_scale=config.logit_scale,
         kernel_grad=config.kernel_grad or "xla",
+        conv=conv_algorithm(config.conv, config.width),
     )
 
 

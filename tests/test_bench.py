@@ -16,8 +16,10 @@ def test_benchmark_writes_its_record(tmp_path):
     result = benchmark.main([*TINY, "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["platform"] == "cpu" and saved["settings"]["batch_size"] == [16] and saved["skipped"] == []
-    kinds = {(s["dtype"], s["kernel_grad"]) for s in saved["steps"]}
-    assert kinds == {("float32", "xla"), ("bfloat16", "xla"), ("float32", "taps")}
+    # at width 4 XLA's convolutions are the default (first), Winograd's the other
+    kinds = [(s["dtype"], s["kernel_grad"], s["conv"]) for s in saved["steps"]]
+    assert kinds == [("float32", "xla", "xla"), ("bfloat16", "xla", "xla"), ("float32", "xla", "winograd"),
+                     ("float32", "taps", "xla")]  # fmt: skip
     assert all(s["train_images_per_s"] > 0 and s["compile_s"] > 0 for s in saved["steps"])
     forward = 2 * 32 * 32 * 9 * (3 * 4 + 5 * 4 * 8) + 2 * 32 * 10  # FLOPs per image at width 4: 3,170,944
     for s in saved["steps"]:  # derived: a step is 3x the forward; the recipe is 24 x 97 x 512 images
@@ -35,7 +37,7 @@ def test_benchmark_budget_skips_later_sections_but_keeps_what_it_measured(tmp_pa
     benchmark.main([*TINY, "--budget", "0", "--out", str(out)])
     saved = json.loads(out.read_text())
     # A budget of 0 s: the first section starts late already; everything is skipped and named.
-    assert saved["steps"] == [] and "jax step float32 auto b16" in saved["skipped"]
+    assert saved["steps"] == [] and "jax step float32 auto auto b16" in saved["skipped"]
     assert "host augmentation" in saved["skipped"] and "skipped (past the 0 s budget)" in capsys.readouterr().out
 
 
@@ -77,24 +79,28 @@ def test_conv_layers_times_every_part_of_every_convolution(tmp_path, capsys):
     assert len(rows) == 23 and ("prep", "input_grad") not in {(r["layer"], r["part"]) for r in rows}
     layer1 = next(r for r in rows if r["layer"] == "layer1" and r["part"] == "kernel_grad")
     assert layer1["shape"] == [32, 4, 8] and layer1["gflop"] == pytest.approx(2 * 2 * 32 * 32 * 9 * 4 * 8 / 1e9)
-    assert all(r["jax_ms"] > 0 and r["jax_nchw_ms"] > 0 and "torch_ms" not in r for r in rows)
+    assert all(r["jax_ms"] > 0 and r["jax_nchw_ms"] > 0 and r["jax_winograd_ms"] > 0 for r in rows)
+    assert all("torch_ms" not in r and r["winograd_difference"] < 1e-5 for r in rows)
     assert all(("jax_taps_ms" in r) == (r["part"] != "forward") for r in rows)
-    assert result["totals"]["all"]["jax_nchw_ms"] == pytest.approx(sum(r["jax_nchw_ms"] for r in rows))
-    assert result["totals"]["all"]["jax_ms"] == pytest.approx(sum(r["jax_ms"] for r in rows))
+    for key in ("jax_ms", "jax_nchw_ms", "jax_winograd_ms"):
+        assert result["totals"]["all"][key] == pytest.approx(sum(r[key] for r in rows))
+    assert result["step"]["jax_ms"] > 0 and result["step"]["jax_xla_ms"] > 0
     assert result["step"]["convolutions_share"] == pytest.approx(
-        result["totals"]["all"]["jax_ms"] / result["step"]["jax_ms"]
+        result["totals"]["all"]["jax_ms"] / result["step"]["jax_xla_ms"]
     )
-    assert "all convolutions: jax" in capsys.readouterr().out
+    assert "all convolutions: XLA" in capsys.readouterr().out
 
 
-def test_conv_layers_in_nchw_compute_the_same_as_in_nhwc():
+def test_conv_layers_in_nchw_and_by_winograd_compute_the_same_as_in_nhwc():
     x, kernel, g = conv_layers.conv_inputs(2, 8, 3, 4)
     nhwc, nchw = conv_layers.jax_parts(x, kernel, g), conv_layers.jax_parts(x, kernel, g, "NCHW")
+    winograd = conv_layers.jax_parts(x, kernel, g, "winograd")
     for part in conv_layers.PARTS:
-        assert nhwc[part].result().shape == nchw[part].result().shape
+        assert nhwc[part].result().shape == nchw[part].result().shape == winograd[part].result().shape
         np.testing.assert_allclose(nchw[part].result(), nhwc[part].result(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(winograd[part].result(), nhwc[part].result(), rtol=1e-4, atol=1e-4)
     assert nchw["forward"]().shape == (2, 4, 8, 8)  # what XLA computed: channels first
-    with pytest.raises(ValueError, match="layout 'NDHW': expected 'NHWC' or 'NCHW'"):
+    with pytest.raises(ValueError, match="layout 'NDHW': expected 'NHWC', 'NCHW' or 'winograd'"):
         conv_layers.jax_parts(x, kernel, g, "NDHW")
 
 
@@ -220,9 +226,9 @@ def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp
 
     out = tmp_path / "variants.json"
     argv = ["--batch-size", "8", "--width", "4", "--steps", "1", "--rounds", "2", "--no-torch", "--out", str(out)]
-    result = cpu_variants.main([*argv, "--variants", "ynnpack,default,flax-max-pool"])
+    result = cpu_variants.main([*argv, "--variants", "ynnpack,default,xla-conv,flax-max-pool"])
     saved = json.loads(out.read_text())
-    assert [r["variant"] for r in saved["rows"]] == ["default", "ynnpack", "flax-max-pool"]
+    assert [r["variant"] for r in saved["rows"]] == ["default", "ynnpack", "xla-conv", "flax-max-pool"]
     for row in saved["rows"]:
         assert len(row["rounds"]) == 2 and row["images_per_s"] == max(row["rounds"])
         assert row["vs_default"] == pytest.approx(row["images_per_s"] / saved["rows"][0]["images_per_s"])

@@ -136,9 +136,21 @@ def test_initial_state_follows_the_seed_and_the_optimizer_settings():
     assert len(jax.tree.leaves(c.opt_state)) - len(jax.tree.leaves(a.opt_state)) == len(jax.tree.leaves(a.params))
 
 
-def test_compute_dtype_and_kernel_gradient_follow_the_backend():
+def test_compute_dtype_kernel_gradient_and_convolutions_follow_the_backend(monkeypatch):
     assert steps.compute_dtype(None) == jnp.float32  # these tests run on a CPU
     assert steps.compute_dtype("bfloat16") == jnp.bfloat16
     model = steps.make_model(TrainConfig(width=4, logit_scale=0.125))
-    assert (model.kernel_grad, model.dtype, model.logit_scale) == ("xla", jnp.float32, 0.125)
+    assert (model.kernel_grad, model.dtype, model.logit_scale, model.conv) == ("xla", jnp.float32, 0.125, "xla")
     assert steps.make_model(TrainConfig(width=4, kernel_grad="taps")).kernel_grad == "taps"
+    # Winograd's convolutions on CPU from width 32 on, unless asked for
+    widths = (16, 31, 32, 64)
+    assert [steps.make_model(TrainConfig(width=w)).conv for w in widths] == ["xla", "xla", "winograd", "winograd"]
+    assert (
+        steps.make_model(TrainConfig(conv="xla")).conv,
+        steps.make_model(TrainConfig(width=4, conv="winograd")).conv,
+    ) == (
+        "xla",
+        "winograd",
+    )
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert (steps.conv_algorithm(None, 64), steps.conv_algorithm("winograd", 64)) == ("xla", "winograd")

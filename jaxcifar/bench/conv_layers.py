@@ -77,10 +77,13 @@ def jax_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray, layout: str = "N
 
     x float32[N, H, W, C], kernel float32[3, 3, C, K], g float32[N, H, W, K]. layout="NCHW"
     hands XLA the same arrays channels-first (OIHW kernel), PyTorch's default layout;
-    `Part.result()` is NHWC / HWIO either way.
+    "winograd" computes in NHWC by `model.conv3x3_winograd`. `Part.result()` is NHWC /
+    HWIO either way.
     """
     if layout == "NHWC":
         conv, back = model.conv3x3, (None, None, None)
+    elif layout == "winograd":
+        conv, back = model.conv3x3_winograd, (None, None, None)
     elif layout == "NCHW":
         x, kernel, g = x.transpose(0, 3, 1, 2), kernel.transpose(3, 2, 0, 1), g.transpose(0, 3, 1, 2)
 
@@ -91,7 +94,7 @@ def jax_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray, layout: str = "N
 
         back = ((0, 2, 3, 1), (0, 2, 3, 1), (2, 3, 1, 0))
     else:
-        raise ValueError(f"layout {layout!r}: expected 'NHWC' or 'NCHW'")
+        raise ValueError(f"layout {layout!r}: expected 'NHWC', 'NCHW' or 'winograd'")
     x, kernel, g = jax.device_put((x, kernel, g))
     forward = jax.jit(conv)
     input_grad = jax.jit(lambda x, k, g: jax.vjp(lambda x_: conv(x_, k), x)[1](g)[0])
@@ -147,6 +150,7 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
     for name, side, c_in, c_out in model.conv_shapes(width):
         x, kernel, g = conv_inputs(batch_size, side, c_in, c_out)
         ours, nchw, taps = jax_parts(x, kernel, g), jax_parts(x, kernel, g, "NCHW"), taps_parts(x, kernel, g)
+        winograd = jax_parts(x, kernel, g, "winograd")
         theirs = torch_reference.conv_parts(x, kernel, g) if torch else {}
         for part in PARTS:
             if name == "prep" and part == "input_grad":
@@ -157,13 +161,16 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
             row["jax_nchw_ms"] = best_ms(nchw[part], repeats)
             if part in taps:
                 row["jax_taps_ms"] = best_ms(taps[part], repeats)
+            row["jax_winograd_ms"] = best_ms(winograd[part], repeats)
+            row["winograd_difference"] = relative_difference(winograd[part].result(), ours[part].result())
             if torch:
                 row["torch_ms"] = best_ms(theirs[part], repeats)
                 row["jax_vs_torch"] = row["jax_ms"] / row["torch_ms"]
+                row["winograd_vs_torch"] = row["jax_winograd_ms"] / row["torch_ms"]
                 row["relative_difference"] = relative_difference(ours[part].result(), theirs[part]())
             print(
                 f"{name:<14} {side:>2}x{side:<2} {c_in:>3}->{c_out:<3} {part:<11} jax {row['jax_ms']:8.1f} ms"
-                f" (NCHW {row['jax_nchw_ms']:8.1f}"
+                f" (NCHW {row['jax_nchw_ms']:8.1f}, Winograd {row['jax_winograd_ms']:8.1f}"
                 + (f", nine matmuls {row['jax_taps_ms']:8.1f})" if "jax_taps_ms" in row else ")")
                 + (f"  torch {row['torch_ms']:8.1f} ms  {row['jax_vs_torch']:.2f}x" if torch else ""),
                 flush=True,
@@ -178,20 +185,24 @@ def totals(rows: Sequence[dict]) -> dict:
     for part in (*PARTS, "all"):
         mine = [r for r in rows if part in ("all", r["part"])]
         entry = {"jax_ms": sum(r["jax_ms"] for r in mine)}
-        for key in ("jax_nchw_ms", "jax_taps_ms"):
+        for key in ("jax_nchw_ms", "jax_taps_ms", "jax_winograd_ms"):
             if mine and all(key in r for r in mine):
                 entry[key] = sum(r[key] for r in mine)
         if mine and all("torch_ms" in r for r in mine):
             entry["torch_ms"] = sum(r["torch_ms"] for r in mine)
             entry["jax_vs_torch"] = entry["jax_ms"] / entry["torch_ms"]
+            if "jax_winograd_ms" in entry:
+                entry["winograd_vs_torch"] = entry["jax_winograd_ms"] / entry["torch_ms"]
         out[part] = entry
     return out
 
 
 def whole_steps(batch_size: int, width: int, steps: int, torch: bool) -> dict:
-    """Milliseconds of one whole training step of jaxcifar (as it ships) and of PyTorch channels-last."""
-    ours = cpu_variants.worker("default", batch_size, steps, width)
-    out = {"jax_ms": 1e3 * batch_size / ours["images_per_s"]}
+    """Milliseconds of one whole training step of jaxcifar (as it ships, and with XLA's convolutions) and of
+    PyTorch channels-last."""
+    out = {}
+    for key, variant in (("jax_ms", "default"), ("jax_xla_ms", "xla-conv")):
+        out[key] = 1e3 * batch_size / cpu_variants.worker(variant, batch_size, steps, width)["images_per_s"]
     if torch:
         from jaxcifar.bench import torch_reference
 
@@ -226,9 +237,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print("torch is not installed: JAX alone")
     result = {**records.provenance(), **measure(args.batch_size, args.width, args.repeats, torch)}
     result["step"] = whole_steps(args.batch_size, args.width, args.steps, torch)
-    result["step"]["convolutions_share"] = result["totals"]["all"]["jax_ms"] / result["step"]["jax_ms"]
+    # XLA's convolutions timed alone, over the step that uses them
+    result["step"]["convolutions_share"] = result["totals"]["all"]["jax_ms"] / result["step"]["jax_xla_ms"]
     print(
-        f"all convolutions: jax {result['totals']['all']['jax_ms']:.0f} ms of a {result['step']['jax_ms']:.0f} ms step"
+        f"all convolutions: XLA {result['totals']['all']['jax_ms']:.0f} ms of a {result['step']['jax_xla_ms']:.0f} ms "
+        f"step; Winograd {result['totals']['all']['jax_winograd_ms']:.0f} ms; jaxcifar's step "
+        f"{result['step']['jax_ms']:.0f} ms"
     )
     if args.out:
         records.write_json(args.out, result)

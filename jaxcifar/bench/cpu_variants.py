@@ -31,17 +31,26 @@ from jaxcifar.schedule import one_cycle
 YNN_OFF = f"{YNN_FLAG}="
 # name: (what it is, environment, settings). "default" is jaxcifar as it ships.
 VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
-    "default": ("jaxcifar: Eigen convolutions (YNNPACK off), XLA's kernel gradient, argmax max-pool gradient", {}, {}),
-    "ynnpack": ("XLA:CPU's default YNNPACK convolutions", {"JAXCIFAR_YNNPACK": "1"}, {}),
+    "default": (
+        "jaxcifar: Winograd F(4x4, 3x3) convolutions after prep, argmax max-pool gradient, YNNPACK off",
+        {},
+        {},
+    ),
+    "xla-conv": ("XLA's Eigen convolutions (jaxcifar's CPU default before Winograd)", {}, {"conv": "xla"}),
+    "ynnpack": ("XLA:CPU's default YNNPACK convolutions", {"JAXCIFAR_YNNPACK": "1"}, {"conv": "xla"}),
     "ynnpack-taps": (
         "YNNPACK convolutions, kernel gradient as nine matmuls",
         {"JAXCIFAR_YNNPACK": "1"},
-        {"kernel_grad": "taps"},
+        {"kernel_grad": "taps", "conv": "xla"},
     ),
-    "taps": ("kernel gradient as nine matmuls", {}, {"kernel_grad": "taps"}),
+    "taps": ("Eigen convolutions, kernel gradient as nine matmuls", {}, {"kernel_grad": "taps", "conv": "xla"}),
     "flax-max-pool": ("Flax's max-pool (XLA's select_and_scatter gradient)", {}, {"max_pool": "flax"}),
     "vector-512": ("XLA loops with 512-bit vectors", {"XLA_FLAGS": f"{YNN_OFF} --xla_cpu_prefer_vector_width=512"}, {}),
-    "bfloat16": ("bfloat16 compute (changes the numbers; not the CPU default)", {}, {"dtype": "bfloat16"}),
+    "bfloat16": (
+        "bfloat16 compute with XLA's convolutions (changes the numbers; not the CPU default)",
+        {},
+        {"dtype": "bfloat16", "conv": "xla"},
+    ),
     "two-devices": (
         "the batch split over 2 CPU devices (BatchNorm over the whole batch)",
         {"XLA_FLAGS": f"{YNN_OFF} --xla_force_host_platform_device_count=2"},
