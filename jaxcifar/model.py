@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -159,7 +159,8 @@ WINOGRAD_AT = (
     (0, 1, 1, 4, 4, 0),
     (0, 1, -1, 8, -8, 1),
 )
-WINOGRAD_TILE = 4  # output pixels per tile side; input tiles are 6x6
+WINOGRAD_TILE = 4  # output pixels per tile side
+WINOGRAD_INPUT_TILE = WINOGRAD_TILE + 2  # input pixels per tile side: 6
 
 
 def _combine(matrix: Sequence[Sequence[float]], parts: Sequence[jax.Array]) -> list[jax.Array]:
@@ -175,46 +176,54 @@ def _combine(matrix: Sequence[Sequence[float]], parts: Sequence[jax.Array]) -> l
     return out
 
 
+def _tile_transform(
+    matrix: Sequence[Sequence[float]], rows: Sequence[jax.Array], columns: Callable[[jax.Array], Sequence[jax.Array]]
+) -> list[list[jax.Array]]:
+    """M t M^T for every tile t at once: `matrix` along the tiles' rows, then along their columns.
+
+    rows: the tiles' rows, one array each; columns(r): the columns of a transformed row r.
+    Returns out[i][j], entry (i, j) of the transformed tiles.
+    """
+    return [_combine(matrix, columns(row)) for row in _combine(matrix, rows)]
+
+
 def _winograd_input(x: jax.Array) -> jax.Array:
     """x float[N, H, W, C] -> B^T d B of every 6x6 tile: float[36, N * H/4 * W/4, C]."""
     n, h, w, c = x.shape
-    m, a = WINOGRAD_TILE, WINOGRAD_TILE + 2
+    m, a = WINOGRAD_TILE, WINOGRAD_INPUT_TILE
     th, tw = h // m, w // m
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    rows = _combine(WINOGRAD_BT, [padded[:, r : r + m * (th - 1) + 1 : m] for r in range(a)])
-    tiles = []
-    for row in rows:
-        tiles += _combine(WINOGRAD_BT, [row[:, :, s : s + m * (tw - 1) + 1 : m] for s in range(a)])
-    return jnp.stack(tiles).reshape(a * a, n * th * tw, c)
+    tiles = _tile_transform(
+        WINOGRAD_BT,
+        [padded[:, r : r + m * (th - 1) + 1 : m] for r in range(a)],
+        lambda row: [row[:, :, s : s + m * (tw - 1) + 1 : m] for s in range(a)],
+    )
+    return jnp.stack(sum(tiles, [])).reshape(a * a, n * th * tw, c)
 
 
 def _winograd_kernel(kernel: jax.Array) -> jax.Array:
     """kernel float[3, 3, C, K] -> G g G^T: float[36, C, K]."""
     g = jnp.asarray(WINOGRAD_G, kernel.dtype)
-    return jnp.einsum("ai,ijck,bj->abck", g, kernel, g).reshape(36, *kernel.shape[2:])
+    return jnp.einsum("ai,ijck,bj->abck", g, kernel, g).reshape(WINOGRAD_INPUT_TILE**2, *kernel.shape[2:])
 
 
 def _winograd_output(products: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """A^T M A of every tile: products float[36, N * H/4 * W/4, K] -> float[N, H, W, K] for shape (N, H, W, K)."""
     n, h, w, k = shape
-    m, a = WINOGRAD_TILE, WINOGRAD_TILE + 2
+    m, a = WINOGRAD_TILE, WINOGRAD_INPUT_TILE
     products = products.reshape(a, a, n, h // m, w // m, k)
-    rows = _combine(WINOGRAD_AT, list(products))
-    out = [_combine(WINOGRAD_AT, list(row)) for row in rows]  # out[i][j]: float[N, H/4, W/4, K]
+    out = _tile_transform(WINOGRAD_AT, list(products), list)  # out[i][j]: float[N, H/4, W/4, K]
     return jnp.stack([jnp.stack(row, axis=3) for row in out], axis=2).reshape(n, h, w, k)
 
 
 def _winograd_output_transpose(g: jax.Array) -> jax.Array:
     """The transpose of `_winograd_output`: g float[N, H, W, K] -> float[36, N * H/4 * W/4, K]."""
     n, h, w, k = g.shape
-    m, a = WINOGRAD_TILE, WINOGRAD_TILE + 2
+    m, a = WINOGRAD_TILE, WINOGRAD_INPUT_TILE
     tiles = g.reshape(n, h // m, m, w // m, m, k)
     a_matrix = tuple(zip(*WINOGRAD_AT))  # A: 6x4
-    rows = _combine(a_matrix, [tiles[:, :, i] for i in range(m)])
-    out = []
-    for row in rows:
-        out += _combine(a_matrix, [row[:, :, :, j] for j in range(m)])
-    return jnp.stack(out).reshape(a * a, n * (h // m) * (w // m), k)
+    out = _tile_transform(a_matrix, [tiles[:, :, i] for i in range(m)], lambda row: [row[:, :, :, j] for j in range(m)])
+    return jnp.stack(sum(out, [])).reshape(a * a, n * (h // m) * (w // m), k)
 
 
 def _batched_matmul(a: jax.Array, b: jax.Array, contract: int) -> jax.Array:
@@ -244,8 +253,8 @@ def _winograd_bwd(residuals, g):
     tiles, kernel = residuals
     dx = conv3x3_winograd(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
     d_products = _batched_matmul(tiles, _winograd_output_transpose(g), 1)  # [36, C, K]
-    gm = jnp.asarray(WINOGRAD_G, kernel.dtype)
-    return dx, jnp.einsum("ai,abck,bj->ijck", gm, d_products.reshape(6, 6, *d_products.shape[1:]), gm)
+    gm, a = jnp.asarray(WINOGRAD_G, kernel.dtype), WINOGRAD_INPUT_TILE
+    return dx, jnp.einsum("ai,abck,bj->ijck", gm, d_products.reshape(a, a, *d_products.shape[1:]), gm)
 
 
 conv3x3_winograd.defvjp(_winograd_fwd, _winograd_bwd)
