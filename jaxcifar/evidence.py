@@ -646,6 +646,36 @@ def block_cpu24_why(root: Path) -> str:
     return text
 
 
+JPEG_STUDY = "jpeg-quality-cpu-w16"
+
+
+def block_jpeg_quality(root: Path) -> str:
+    """The same training on the JPEG copy as it is and compressed once more: accuracy against PSNR."""
+    r = _read(root, JPEG_STUDY)
+    base = r["variants"][0]["final_test_accuracy_mean"]
+    rows = []
+    for v in r["variants"]:
+        if v["quality"] is None:
+            what, psnr = "the copy as it is", ""
+        else:
+            grid = f", block grid shifted by {v['shift']} px" if v["shift"] else ", on the copy's block grid"
+            what, psnr = (
+                f"once more at quality {v['quality']}{grid}",
+                f"{v['test_psnr_db']:.1f} / {v['train_psnr_db']:.1f}",
+            )
+        spread = f" +- {100 * v['final_test_accuracy_std']:.2f}" if r["seeds"] > 1 else ""
+        change = "" if v is r["variants"][0] else f"{100 * (v['final_test_accuracy_mean'] - base):+.2f}"
+        rows.append([f"`{v['variant']}`: {what}", psnr, f"{_pct(v['final_test_accuracy_mean'])}{spread}", change])
+    c = r["config"]
+    header = ["data (train and test)", "PSNR to the copy, test / train (dB)", "final test accuracy", "change (points)"]
+    return (
+        _table(header, rows)
+        + f"\nRecipe `{c['recipe']}`, width {c['width']}, {c['epochs']} epochs, batch {c['batch_size']}, "
+        f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''} per row, {r['seconds'] / 3600:.2f} h on the 2-core CPU "
+        f"(`{r['command']}`, [results/{JPEG_STUDY}.json](results/{JPEG_STUDY}.json)).\n"
+    )
+
+
 def _page_sentence(name: str, label: str, r: dict) -> str:
     """The cifar10-fast run on our data and code against Page's logged run and median on the official data."""
     acc = np.asarray(r["epochs"]["test_accuracy"])
@@ -750,6 +780,7 @@ BLOCKS = {
     "results": block_results,
     "cpu-24-epochs": block_cpu24_epochs,
     "cpu-24-why": block_cpu24_why,
+    "jpeg-quality": block_jpeg_quality,
 }
 
 

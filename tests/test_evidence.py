@@ -357,3 +357,33 @@ def test_the_runner_passes_a_stop_to_the_run_once_and_waits_for_it_to_save(tmp_p
     os.killpg(proc.pid, stop)
     assert proc.wait(timeout=30) == code
     assert log.read_text() == f"{stop.name} saved"  # got it once, and was not killed while saving
+
+
+def test_the_jpeg_block_gives_each_variants_psnr_accuracy_and_change(tmp_path):
+    def variant(spec, quality, shift, psnr, finals):
+        return {"variant": spec, "quality": quality, "shift": shift, "test_psnr_db": psnr,
+                "train_psnr_db": psnr and psnr + 0.25, "runs": [{"final_test_accuracy": f} for f in finals],
+                "final_test_accuracy_mean": sum(finals) / 2,
+                "final_test_accuracy_std": abs(finals[0] - finals[1]) / 2**0.5}  # fmt: skip
+
+    record = {
+        "config": {"recipe": "cifar10-fast", "width": 16, "epochs": 24, "batch_size": 512},
+        "seeds": 2,
+        "seconds": 5400.0,
+        "command": "python scripts/jpeg_quality.py --width 16",
+        "variants": [
+            variant("none", None, None, None, [0.90, 0.91]),
+            variant("75@4", 75, 4, 31.7, [0.89, 0.89]),
+            variant("50", 50, 0, 28.4, [0.87, 0.88]),
+        ],  # fmt: skip
+    }
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / f"{evidence.JPEG_STUDY}.json").write_text(json.dumps(record))
+    made = evidence.block_jpeg_quality(tmp_path)
+    assert "| `none`: the copy as it is |  | 90.50% +- 0.71 |  |" in made
+    # 89.00 - 90.50 and 87.50 - 90.50 points
+    assert (
+        "| `75@4`: once more at quality 75, block grid shifted by 4 px | 31.7 / 31.9 | 89.00% +- 0.00 | -1.50 |" in made
+    )
+    assert "| `50`: once more at quality 50, on the copy's block grid | 28.4 / 28.6 | 87.50% +- 0.71 | -3.00 |" in made
+    assert "width 16, 24 epochs, batch 512, 2 seeds per row, 1.50 h on the 2-core CPU" in made

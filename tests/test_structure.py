@@ -87,7 +87,7 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 def test_the_layers_point_one_way():
     graph = local_graph()
     # The driver is imported by nothing in the package but the multi-run tools.
-    assert {m for m, deps in graph.items() if "train" in deps} == {"seeds", "rules_study"}
+    assert {m for m, deps in graph.items() if "train" in deps} == {"seeds", "rules_study", "jpeg_study"}
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
     assert graph["model"] == set() and graph["schedule"] <= {"plots", "records", "errors"}
     assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["gradcam"]

@@ -1,0 +1,161 @@
+"""What JPEG costs the recipe: the same training on the data compressed once more.
+
+    python scripts/jpeg_quality.py --data ../shared/data/cifar10-jpeg.tar.gz --recipe cifar10-fast \
+        --width 16 --json results/jpeg-quality-cpu-w16.json     # 3 trainings, ~1 h on 2 idle cores
+
+The only real CIFAR-10 on the development machines is a JPEG copy (quality 75,
+4:2:0 colour), and every 24-epoch run on it ends about three points under the
+run published on the lossless archive. The lossless images are out of reach, so
+this measures the other direction: it trains with the same settings and seeds on
+the copy as it is and on the copy passed through JPEG once more (train and test
+images alike, as one compressed dataset would be), and records the final test
+accuracy of each against the images' PSNR to the copy. A variant `Q@S` encodes at
+quality Q on a block grid shifted by S pixels, so that a second pass at quality 75
+removes about as much again as the first did (off the grid; on it, it changes
+almost nothing); `Q` alone keeps the grid. What one more pass costs is a measured
+hint of what the first one cost, not a measurement of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxcifar import config as config_lib
+from jaxcifar import data, records, train
+from jaxcifar import steps as steps_lib
+from jaxcifar.config import TrainConfig
+from jaxcifar.console import say
+from jaxcifar.errors import entry_point
+from jaxcifar.loader import load_data
+
+# The copy as it is; a second quality-75 pass off the grid (PSNR to the copy about
+# 31.7 dB on its test images); a quality-50 pass off the grid (about 28.9 dB).
+VARIANTS = ("none", "75@4", "50@4")
+_SPEC = re.compile(r"(?P<quality>\d+)(@(?P<shift>\d+))?")
+
+
+def parse_variant(spec: str) -> tuple[int, int] | None:
+    """A variant's JPEG pass as (quality, shift): "Q" -> (Q, 0), "Q@S" -> (Q, S); "none" -> None (as it is)."""
+    if spec == "none":
+        return None
+    match = _SPEC.fullmatch(spec)
+    if match is None:
+        raise ValueError(f"variant {spec!r}: expected 'none', a JPEG quality such as '75', or quality@shift as '75@4'")
+    quality, shift = int(match["quality"]), int(match["shift"] or 0)
+    if not 1 <= quality <= 95 or not 0 <= shift <= 7:
+        raise ValueError(f"variant {spec!r}: the quality must be in 1..95 and the shift in 0..7")
+    return quality, shift
+
+
+def compressed(ds: data.CIFAR10, spec: str) -> tuple[data.CIFAR10, dict]:
+    """`ds` with train and test images passed through `spec`'s JPEG pass, and each split's PSNR to `ds`."""
+    setting = parse_variant(spec)
+    if setting is None:
+        return ds, {"quality": None, "shift": None, "train_psnr_db": None, "test_psnr_db": None}
+    quality, shift = setting
+    train_images = data.jpeg_recompress(ds.train_images, quality, shift)
+    test_images = data.jpeg_recompress(ds.test_images, quality, shift)
+    out = dataclasses.replace(
+        ds, train_images=train_images, test_images=test_images, source=f"{ds.source}, JPEG once more ({spec})"
+    )
+    return out, {
+        "quality": quality,
+        "shift": shift,
+        "train_psnr_db": data.psnr(ds.train_images, train_images),
+        "test_psnr_db": data.psnr(ds.test_images, test_images),
+    }
+
+
+def study(config: TrainConfig, out: Path, variants: Sequence[str], seeds: int) -> dict:
+    """Trains `config` with seeds 0..seeds-1 on each variant of its data; returns the record."""
+    t0 = time.perf_counter()
+    ds = load_data(config)
+    rows = []
+    for spec in variants:
+        variant_ds, measured = compressed(ds, spec)
+        runs = []
+        for seed in range(seeds):
+            run = dataclasses.replace(config, seed=seed, out=str(out / f"{spec.replace('@', '-at-')}-seed-{seed}"))
+            summary = train.train_and_evaluate(run, variant_ds)
+            runs.append(
+                {
+                    "seed": seed,
+                    "status": summary["status"],
+                    "final_test_accuracy": summary["final_test_accuracy"],
+                    "final_train_accuracy": summary["final_train_accuracy"],
+                    "train_seconds": summary["train_seconds"],
+                }
+            )
+        finals = np.array([r["final_test_accuracy"] or 0.0 for r in runs])
+        rows.append(
+            {
+                "variant": spec,
+                **measured,
+                "runs": runs,
+                "final_test_accuracy_mean": float(finals.mean()),
+                "final_test_accuracy_std": float(finals.std(ddof=1)) if len(finals) > 1 else 0.0,
+            }
+        )
+        psnr = "" if measured["test_psnr_db"] is None else f" (test images {measured['test_psnr_db']:.1f} dB)"
+        say(f"{spec}{psnr}: final test accuracy {100 * finals.mean():.2f}% over {seeds} seed(s)", flush=True)
+    return {
+        "config": config.to_json(),
+        "data_source": ds.source,
+        "seeds": seeds,
+        "variants": rows,
+        "seconds": time.perf_counter() - t0,
+        **records.provenance(),
+    }
+
+
+@entry_point
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python scripts/jpeg_quality.py",
+        description="Train the same settings on the data as it is and compressed once more with JPEG.",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        help="'none' (as it is), a JPEG quality 'Q', or 'Q@S' on a grid shifted by S pixels "
+        f"(default: {' '.join(VARIANTS)})",
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant (default: 1)")
+    parser.add_argument("--json", default=None, help="write the record here too (default: OUT/jpeg-quality.json only)")
+    parser.add_argument("--force", action="store_true", help="replace --json if it exists (default: off)")
+    config_lib.add_arguments(parser)
+    args = parser.parse_args(argv)
+    for spec in args.variants:
+        try:
+            parse_variant(spec)
+        except ValueError as e:
+            parser.error(str(e))
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    # Only the last epoch's checkpoint, no Grad-CAM figures to wait for.
+    settings = {"progress": False, "gradcam": False, "checkpoint_every": 0}
+    config = TrainConfig.create(**{**settings, **config_lib.given_settings(args)})
+    out = Path(config.out or "runs/jpeg-quality")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already exists and is not empty; nothing is overwritten. Choose another --out.")
+    if args.json:
+        records.refuse_overwrite(args.json, force=args.force)
+    records.check_writable(out)
+    steps_lib.enable_compilation_cache(config)
+    result = study(config, out, args.variants, args.seeds)
+    records.write_json(out / "jpeg-quality.json", result)
+    if args.json:
+        records.write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
