@@ -647,32 +647,53 @@ def block_cpu24_why(root: Path) -> str:
 
 
 JPEG_STUDY = "jpeg-quality-cpu-w16"
+JPEG_TRAINED = "jpeg-quality-cpu-trained"
+
+
+def _jpeg_what(v: dict) -> str:
+    if v["quality"] is None:
+        return f"`{v['variant']}`: the copy as it is"
+    grid = f"block grid shifted by {v['shift']} px" if v["shift"] else "on the copy's block grid"
+    return f"`{v['variant']}`: once more at quality {v['quality']}, {grid}"
 
 
 def block_jpeg_quality(root: Path) -> str:
-    """The same training on the JPEG copy as it is and compressed once more: accuracy against PSNR."""
+    """The same training on the JPEG copy as it is and compressed once more; a trained network on test images
+    compressed once more."""
     r = _read(root, JPEG_STUDY)
     base = r["variants"][0]["final_test_accuracy_mean"]
     rows = []
     for v in r["variants"]:
-        if v["quality"] is None:
-            what, psnr = "the copy as it is", ""
-        else:
-            grid = f", block grid shifted by {v['shift']} px" if v["shift"] else ", on the copy's block grid"
-            what, psnr = (
-                f"once more at quality {v['quality']}{grid}",
-                f"{v['test_psnr_db']:.1f} / {v['train_psnr_db']:.1f}",
-            )
+        psnr = "" if v["quality"] is None else f"{v['test_psnr_db']:.1f} / {v['train_psnr_db']:.1f}"
         spread = f" +- {100 * v['final_test_accuracy_std']:.2f}" if r["seeds"] > 1 else ""
         change = "" if v is r["variants"][0] else f"{100 * (v['final_test_accuracy_mean'] - base):+.2f}"
-        rows.append([f"`{v['variant']}`: {what}", psnr, f"{_pct(v['final_test_accuracy_mean'])}{spread}", change])
+        rows.append([_jpeg_what(v), psnr, f"{_pct(v['final_test_accuracy_mean'])}{spread}", change])
     c = r["config"]
     header = ["data (train and test)", "PSNR to the copy, test / train (dB)", "final test accuracy", "change (points)"]
-    return (
+    text = (
         _table(header, rows)
-        + f"\nRecipe `{c['recipe']}`, width {c['width']}, {c['epochs']} epochs, batch {c['batch_size']}, "
-        f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''} per row, {r['seconds'] / 3600:.2f} h on the 2-core CPU "
-        f"(`{r['command']}`, [results/{JPEG_STUDY}.json](results/{JPEG_STUDY}.json)).\n"
+        + f"\nTrained and tested on each: recipe `{c['recipe']}`, width {c['width']}, {c['epochs']} epochs, batch "
+        f"{c['batch_size']}, {r['seeds']} seed{'s' if r['seeds'] > 1 else ''} per row, {r['seconds'] / 3600:.2f} h "
+        f"on the 2-core CPU (`{r['command']}`, [results/{JPEG_STUDY}.json](results/{JPEG_STUDY}.json)).\n"
+    )
+    t = _read(root, JPEG_TRAINED)
+    base = t["variants"][0]["test_accuracy"]
+    rows = [
+        [
+            _jpeg_what(v),
+            "" if v["quality"] is None else f"{v['test_psnr_db']:.1f}",
+            _pct(v["test_accuracy"]),
+            "" if v is t["variants"][0] else f"{100 * (v['test_accuracy'] - base):+.2f}",
+        ]
+        for v in t["variants"]
+    ]
+    c = t["config"]
+    return text + (
+        f"\nA network trained on the copy as it is, tested on test images that lose more (`{t['trained_run']}`: "
+        f"recipe `{c['recipe']}`, width {c['width']}, {c['epochs']} epochs, final test accuracy "
+        f"{_pct(t['run_final_test_accuracy'])}):\n\n"
+        + _table(["test images", "PSNR to the copy (dB)", "test accuracy", "change (points)"], rows)
+        + f"\n(`{t['command']}`, [results/{JPEG_TRAINED}.json](results/{JPEG_TRAINED}.json))\n"
     )
 
 

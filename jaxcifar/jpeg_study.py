@@ -25,11 +25,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jaxcifar import checkpoint as checkpoint_lib
 from jaxcifar import config as config_lib
 from jaxcifar import data, records, train
 from jaxcifar import steps as steps_lib
+from jaxcifar.augment import normalize
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import say
 from jaxcifar.errors import entry_point
@@ -54,22 +58,54 @@ def parse_variant(spec: str) -> tuple[int, int] | None:
     return quality, shift
 
 
-def compressed(ds: data.CIFAR10, spec: str) -> tuple[data.CIFAR10, dict]:
-    """`ds` with train and test images passed through `spec`'s JPEG pass, and each split's PSNR to `ds`."""
+def compressed(ds: data.CIFAR10, spec: str, splits: Sequence[str] = ("train", "test")) -> tuple[data.CIFAR10, dict]:
+    """`ds` with the `splits`' images passed through `spec`'s JPEG pass, and each such split's PSNR to `ds`."""
     setting = parse_variant(spec)
+    measured = {"quality": None, "shift": None, **{f"{split}_psnr_db": None for split in splits}}
     if setting is None:
-        return ds, {"quality": None, "shift": None, "train_psnr_db": None, "test_psnr_db": None}
+        return ds, measured
     quality, shift = setting
-    train_images = data.jpeg_recompress(ds.train_images, quality, shift)
-    test_images = data.jpeg_recompress(ds.test_images, quality, shift)
-    out = dataclasses.replace(
-        ds, train_images=train_images, test_images=test_images, source=f"{ds.source}, JPEG once more ({spec})"
-    )
-    return out, {
-        "quality": quality,
-        "shift": shift,
-        "train_psnr_db": data.psnr(ds.train_images, train_images),
-        "test_psnr_db": data.psnr(ds.test_images, test_images),
+    changed = {}
+    for split in splits:
+        before = getattr(ds, f"{split}_images")
+        changed[f"{split}_images"] = data.jpeg_recompress(before, quality, shift)
+        measured[f"{split}_psnr_db"] = data.psnr(before, changed[f"{split}_images"])
+    source = f"{ds.source}, JPEG once more ({spec})"
+    return dataclasses.replace(ds, **changed, source=source), {**measured, "quality": quality, "shift": shift}
+
+
+def test_trained(run: Path, variants: Sequence[str]) -> dict:
+    """A finished run's last network tested on its test images as they are and through each JPEG pass.
+
+    What a network trained on the copy loses when only its test images lose more
+    detail; with the run's own data, variant "none" gives back the run's final
+    test accuracy (one check that the right network and data were read).
+    """
+    saved = records.read_json(run / "config.json")
+    config = TrainConfig.from_json(saved["config"])
+    model = steps_lib.make_model(config)
+    variables = checkpoint_lib.load_variables(run, config, "latest")
+    predict = jax.jit(lambda v, x: jnp.argmax(model.apply(v, x, train=False), -1))
+    ds = load_data(config)
+    rows = []
+    for spec in variants:
+        variant_ds, measured = compressed(ds, spec, splits=("test",))
+        predicted = np.concatenate(
+            [
+                np.asarray(predict(variables, normalize(variant_ds.test_images[i : i + 500], config.augmentation)))
+                for i in range(0, len(ds.test_labels), 500)
+            ]
+        )
+        rows.append({"variant": spec, **measured, "test_accuracy": float(np.mean(predicted == ds.test_labels))})
+        say(f"{spec}: the trained network's test accuracy {100 * rows[-1]['test_accuracy']:.2f}%", flush=True)
+    summary = records.read_json(run / "summary.json") if (run / "summary.json").exists() else {}
+    return {
+        "trained_run": str(run),
+        "config": config.to_json(),
+        "data_source": ds.source,
+        "run_final_test_accuracy": summary.get("final_test_accuracy"),
+        "variants": rows,
+        **records.provenance(),
     }
 
 
@@ -129,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"(default: {' '.join(VARIANTS)})",
     )
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant (default: 1)")
+    parser.add_argument(
+        "--trained",
+        type=Path,
+        default=None,
+        help="train nothing: test this finished run's last network on its test images through each variant",
+    )
     parser.add_argument("--json", default=None, help="write the record here too (default: OUT/jpeg-quality.json only)")
     parser.add_argument("--force", action="store_true", help="replace --json if it exists (default: off)")
     config_lib.add_arguments(parser)
@@ -140,6 +182,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
             parser.error(str(e))
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.trained is not None:
+        if not (args.trained / "config.json").exists():
+            parser.error(f"--trained {args.trained}: no config.json there; give a folder written by jaxcifar.train")
+        if args.json:
+            records.refuse_overwrite(args.json, force=args.force)
+        result = test_trained(args.trained, args.variants)
+        if args.json:
+            records.write_json(args.json, result)
+        return result
     # Only the last epoch's checkpoint, no Grad-CAM figures to wait for.
     settings = {"progress": False, "gradcam": False, "checkpoint_every": 0}
     config = TrainConfig.create(**{**settings, **config_lib.given_settings(args)})

@@ -377,8 +377,17 @@ def test_the_jpeg_block_gives_each_variants_psnr_accuracy_and_change(tmp_path):
             variant("50", 50, 0, 28.4, [0.87, 0.88]),
         ],  # fmt: skip
     }
+    trained = {
+        "trained_run": "runs/fast",
+        "config": {"recipe": "cifar10-fast", "width": 64, "epochs": 24},
+        "run_final_test_accuracy": 0.91,
+        "command": "python scripts/jpeg_quality.py --trained runs/fast",
+        "variants": [{"variant": "none", "quality": None, "shift": None, "test_psnr_db": None, "test_accuracy": 0.91},
+                     {"variant": "75@4", "quality": 75, "shift": 4, "test_psnr_db": 31.66, "test_accuracy": 0.8968}],
+    }  # fmt: skip
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / f"{evidence.JPEG_STUDY}.json").write_text(json.dumps(record))
+    (tmp_path / "results" / f"{evidence.JPEG_TRAINED}.json").write_text(json.dumps(trained))
     made = evidence.block_jpeg_quality(tmp_path)
     assert "| `none`: the copy as it is |  | 90.50% +- 0.71 |  |" in made
     # 89.00 - 90.50 and 87.50 - 90.50 points
@@ -387,3 +396,5 @@ def test_the_jpeg_block_gives_each_variants_psnr_accuracy_and_change(tmp_path):
     )
     assert "| `50`: once more at quality 50, on the copy's block grid | 28.4 / 28.6 | 87.50% +- 0.71 | -3.00 |" in made
     assert "width 16, 24 epochs, batch 512, 2 seeds per row, 1.50 h on the 2-core CPU" in made
+    assert "(`runs/fast`: recipe `cifar10-fast`, width 64, 24 epochs, final test accuracy 91.00%)" in made
+    assert "| `75@4`: once more at quality 75, block grid shifted by 4 px | 31.7 | 89.68% | -1.32 |" in made
