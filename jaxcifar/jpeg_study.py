@@ -195,11 +195,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     settings = {"progress": False, "gradcam": False, "checkpoint_every": 0}
     config = TrainConfig.create(**{**settings, **config_lib.given_settings(args)})
     out = Path(config.out or "runs/jpeg-quality")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} already exists and is not empty; nothing is overwritten. Choose another --out.")
+    records.check_new_folder(out)
     if args.json:
         records.refuse_overwrite(args.json, force=args.force)
-    records.check_writable(out)
     steps_lib.enable_compilation_cache(config)
     result = study(config, out, args.variants, args.seeds)
     records.write_json(out / "jpeg-quality.json", result)

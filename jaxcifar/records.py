@@ -83,6 +83,17 @@ def check_writable(folder: str | os.PathLike) -> None:
         ) from e
 
 
+def check_new_folder(folder: str | os.PathLike) -> None:
+    """For a study's --out: FileExistsError if `folder` holds anything (a study never reuses one), else
+    `check_writable`."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(
+            f"{folder} already exists and is not empty; nothing is overwritten. Choose another --out."
+        )
+    check_writable(folder)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Writes `obj` as indented JSON, atomically. NaN/inf are written as null."""
     with atomic_open(path, "w") as f:
