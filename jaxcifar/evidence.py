@@ -677,22 +677,20 @@ def block_jpeg_quality(root: Path) -> str:
         f"on the 2-core CPU (`{r['command']}`, [results/{JPEG_STUDY}.json](results/{JPEG_STUDY}.json)).\n"
     )
     t = _read(root, JPEG_TRAINED)
-    base = t["variants"][0]["test_accuracy"]
-    rows = [
-        [
-            _jpeg_what(v),
-            "" if v["quality"] is None else f"{v['test_psnr_db']:.1f}",
-            _pct(v["test_accuracy"]),
-            "" if v is t["variants"][0] else f"{100 * (v['test_accuracy'] - base):+.2f}",
-        ]
-        for v in t["variants"]
+    nets = t["networks"]
+    rows = []
+    for i, v in enumerate(nets[0]["variants"]):
+        cells = []
+        for net in nets:
+            acc, base = net["variants"][i]["test_accuracy"], net["variants"][0]["test_accuracy"]
+            cells.append(_pct(acc) + ("" if i == 0 else f" ({100 * (acc - base):+.2f})"))
+        rows.append([_jpeg_what(v), "" if v["quality"] is None else f"{v['test_psnr_db']:.1f}", *cells])
+    header = ["test images", "PSNR to the copy (dB)"] + [
+        f"`{n['run']}` (`{n['config']['recipe']}`, width {n['config']['width']})" for n in nets
     ]
-    c = t["config"]
     return text + (
-        f"\nA network trained on the copy as it is, tested on test images that lose more (`{t['trained_run']}`: "
-        f"recipe `{c['recipe']}`, width {c['width']}, {c['epochs']} epochs, final test accuracy "
-        f"{_pct(t['run_final_test_accuracy'])}):\n\n"
-        + _table(["test images", "PSNR to the copy (dB)", "test accuracy", "change (points)"], rows)
+        "\nNetworks trained on the copy as it is, tested on test images that lose more (change in points):\n\n"
+        + _table(header, rows)
         + f"\n(`{t['command']}`, [results/{JPEG_TRAINED}.json](results/{JPEG_TRAINED}.json))\n"
     )
 

@@ -74,7 +74,7 @@ def compressed(ds: data.CIFAR10, spec: str, splits: Sequence[str] = ("train", "t
     return dataclasses.replace(ds, **changed, source=source), {**measured, "quality": quality, "shift": shift}
 
 
-def test_trained(run: Path, variants: Sequence[str]) -> dict:
+def evaluate_network(run: Path, variants: Sequence[str]) -> dict:
     """A finished run's last network tested on its test images as they are and through each JPEG pass.
 
     What a network trained on the copy loses when only its test images lose more
@@ -97,15 +97,14 @@ def test_trained(run: Path, variants: Sequence[str]) -> dict:
             ]
         )
         rows.append({"variant": spec, **measured, "test_accuracy": float(np.mean(predicted == ds.test_labels))})
-        say(f"{spec}: the trained network's test accuracy {100 * rows[-1]['test_accuracy']:.2f}%", flush=True)
+        say(f"{run} on {spec}: test accuracy {100 * rows[-1]['test_accuracy']:.2f}%", flush=True)
     summary = records.read_json(run / "summary.json") if (run / "summary.json").exists() else {}
     return {
-        "trained_run": str(run),
+        "run": str(run),
         "config": config.to_json(),
         "data_source": ds.source,
         "run_final_test_accuracy": summary.get("final_test_accuracy"),
         "variants": rows,
-        **records.provenance(),
     }
 
 
@@ -168,8 +167,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--trained",
         type=Path,
+        nargs="+",
         default=None,
-        help="train nothing: test this finished run's last network on its test images through each variant",
+        help="train nothing: test each of these finished runs' last network on its test images through each variant",
     )
     parser.add_argument("--json", default=None, help="write the record here too (default: OUT/jpeg-quality.json only)")
     parser.add_argument("--force", action="store_true", help="replace --json if it exists (default: off)")
@@ -183,11 +183,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.trained is not None:
-        if not (args.trained / "config.json").exists():
-            parser.error(f"--trained {args.trained}: no config.json there; give a folder written by jaxcifar.train")
+        for run in args.trained:
+            if not (run / "config.json").exists():
+                parser.error(f"--trained {run}: no config.json there; give folders written by jaxcifar.train")
         if args.json:
             records.refuse_overwrite(args.json, force=args.force)
-        result = test_trained(args.trained, args.variants)
+        result = {"networks": [evaluate_network(run, args.variants) for run in args.trained], **records.provenance()}
         if args.json:
             records.write_json(args.json, result)
         return result

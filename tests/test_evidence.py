@@ -377,14 +377,17 @@ def test_the_jpeg_block_gives_each_variants_psnr_accuracy_and_change(tmp_path):
             variant("50", 50, 0, 28.4, [0.87, 0.88]),
         ],  # fmt: skip
     }
+
+    def network(run, width, accuracies):
+        specs = [("none", None, None, None), ("75@4", 75, 4, 31.66)]
+        variants = [{"variant": v, "quality": q, "shift": s, "test_psnr_db": p, "test_accuracy": a}
+                    for (v, q, s, p), a in zip(specs, accuracies)]  # fmt: skip
+        return {"run": run, "config": {"recipe": "cifar10-fast", "width": width}, "variants": variants}
+
     trained = {
-        "trained_run": "runs/fast",
-        "config": {"recipe": "cifar10-fast", "width": 64, "epochs": 24},
-        "run_final_test_accuracy": 0.91,
-        "command": "python scripts/jpeg_quality.py --trained runs/fast",
-        "variants": [{"variant": "none", "quality": None, "shift": None, "test_psnr_db": None, "test_accuracy": 0.91},
-                     {"variant": "75@4", "quality": 75, "shift": 4, "test_psnr_db": 31.66, "test_accuracy": 0.8968}],
-    }  # fmt: skip
+        "command": "python scripts/jpeg_quality.py --trained runs/fast runs/narrow",
+        "networks": [network("runs/fast", 64, [0.91, 0.8968]), network("runs/narrow", 16, [0.876, 0.8555])],
+    }
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / f"{evidence.JPEG_STUDY}.json").write_text(json.dumps(record))
     (tmp_path / "results" / f"{evidence.JPEG_TRAINED}.json").write_text(json.dumps(trained))
@@ -396,5 +399,10 @@ def test_the_jpeg_block_gives_each_variants_psnr_accuracy_and_change(tmp_path):
     )
     assert "| `50`: once more at quality 50, on the copy's block grid | 28.4 / 28.6 | 87.50% +- 0.71 | -3.00 |" in made
     assert "width 16, 24 epochs, batch 512, 2 seeds per row, 1.50 h on the 2-core CPU" in made
-    assert "(`runs/fast`: recipe `cifar10-fast`, width 64, 24 epochs, final test accuracy 91.00%)" in made
-    assert "| `75@4`: once more at quality 75, block grid shifted by 4 px | 31.7 | 89.68% | -1.32 |" in made
+    assert "| test images | PSNR to the copy (dB) | `runs/fast` (`cifar10-fast`, width 64) | `runs/narrow` (" in made
+    assert "| `none`: the copy as it is |  | 91.00% | 87.60% |" in made
+    # 89.68 - 91.00 and 85.55 - 87.60 points
+    assert (
+        "| `75@4`: once more at quality 75, block grid shifted by 4 px | 31.7 | 89.68% (-1.32) | 85.55% (-2.05) |"
+        in made
+    )

@@ -62,12 +62,14 @@ def test_bad_variants_and_a_used_folder_are_refused_before_training(tmp_path, ca
 def test_a_trained_network_is_tested_on_each_variants_test_images(tmp_path, tiny_run, capsys):
     run, summary, config, ds = tiny_run
     out = tmp_path / "trained.json"
-    result = jpeg_study.main(["--trained", str(run), "--variants", "none", "10@4", "--json", str(out)])
-    assert json.loads(out.read_text())["variants"] == result["variants"]
-    as_is, once_more = result["variants"]
+    result = jpeg_study.main(["--trained", str(run), str(run), "--variants", "none", "10@4", "--json", str(out)])
+    assert json.loads(out.read_text())["networks"] == result["networks"]
+    first, second = result["networks"]
+    assert first == second and first["run"] == str(run)
+    as_is, once_more = first["variants"]
     # the run's own network and data: its final test accuracy again
     assert as_is["test_accuracy"] == pytest.approx(summary["final_test_accuracy"], abs=1e-6)
-    assert result["run_final_test_accuracy"] == summary["final_test_accuracy"]
+    assert first["run_final_test_accuracy"] == summary["final_test_accuracy"]
     assert "train_psnr_db" not in once_more  # the training images are left alone
     assert once_more["test_psnr_db"] == pytest.approx(
         data.psnr(ds.test_images, data.jpeg_recompress(ds.test_images, 10, 4))
@@ -76,5 +78,5 @@ def test_a_trained_network_is_tested_on_each_variants_test_images(tmp_path, tiny
         jpeg_study.main(["--trained", str(tmp_path / "nowhere")])
     assert (
         exc.value.code == 2
-        and "no config.json there; give a folder written by jaxcifar.train" in capsys.readouterr().err
+        and "nowhere: no config.json there; give folders written by jaxcifar.train" in capsys.readouterr().err
     )
