@@ -688,11 +688,26 @@ def block_jpeg_quality(root: Path) -> str:
     header = ["test images", "PSNR to the copy (dB)"] + [
         f"`{n['run']}` (`{n['config']['recipe']}`, width {n['config']['width']})" for n in nets
     ]
-    return text + (
+    text += (
         "\nNetworks trained on the copy as it is, tested on test images that lose more (change in points):\n\n"
         + _table(header, rows)
         + f"\n(`{t['command']}`, [results/{JPEG_TRAINED}.json](results/{JPEG_TRAINED}.json))\n"
     )
+    # Each pass side by side: trained and tested on it, against tested on it alone.
+    study = r["variants"]
+    pairs = []
+    for v in study[1:]:
+        alone = []
+        for net in nets:
+            found = {x["variant"]: x["test_accuracy"] for x in net["variants"]}
+            if v["variant"] in found and "none" in found:
+                alone.append(f"{100 * (found[v['variant']] - found['none']):+.2f} at width {net['config']['width']}")
+        change = 100 * (v["final_test_accuracy_mean"] - study[0]["final_test_accuracy_mean"])
+        pairs.append(
+            f"`{v['variant']}` {change:+.2f} points trained and tested on (width {r['config']['width']}), "
+            + ("tested on alone " + " and ".join(alone) if alone else "not tested on alone")
+        )
+    return text + "\nSide by side: " + "; ".join(pairs) + ".\n"
 
 
 def _page_sentence(name: str, label: str, r: dict) -> str:

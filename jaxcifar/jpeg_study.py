@@ -1,7 +1,7 @@
 """What JPEG costs the recipe: the same training on the data compressed once more.
 
     python scripts/jpeg_quality.py --data ../shared/data/cifar10-jpeg.tar.gz --recipe cifar10-fast \
-        --width 16 --json results/jpeg-quality-cpu-w16.json     # 3 trainings, ~1 h on 2 idle cores
+        --width 16 --json results/jpeg-quality-cpu-w16.json     # 3 trainings of ~35 min on 2 idle cores
 
 The only real CIFAR-10 on the development machines is a JPEG copy (quality 75,
 4:2:0 colour), and every 24-epoch run on it ends about three points under the
