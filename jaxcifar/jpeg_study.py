@@ -11,9 +11,15 @@ the copy as it is and on the copy passed through JPEG once more (train and test
 images alike, as one compressed dataset would be), and records the final test
 accuracy of each against the images' PSNR to the copy. A variant `Q@S` encodes at
 quality Q on a block grid shifted by S pixels, so that a second pass at quality 75
-removes about as much again as the first did (off the grid; on it, it changes
-almost nothing); `Q` alone keeps the grid. What one more pass costs is a measured
-hint of what the first one cost, not a measurement of it.
+is a fresh loss of the same kind (on the copy's own grid it changes almost
+nothing); `Q` alone keeps the grid. What one more pass costs is a measured hint of
+what the first one cost, not a measurement of it.
+
+    python scripts/jpeg_quality.py --trained RUN [RUN ...] --variants none 75 75@4 50@4 30@4
+
+trains nothing: it tests finished runs' last networks on their test images passed
+through each variant (minutes), what a network trained on the copy loses when only
+its test images lose more.
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ from jaxcifar.console import say
 from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
 
-# The copy as it is; a second quality-75 pass off the grid (PSNR to the copy about
-# 31.7 dB on its test images); a quality-50 pass off the grid (about 28.9 dB).
+# The copy as it is; a second quality-75 pass off the grid (PSNR to the copy 31.9 dB,
+# results/jpeg-quality-cpu-w16.json); a quality-50 pass off the grid (29.1 dB).
 VARIANTS = ("none", "75@4", "50@4")
 _SPEC = re.compile(r"(?P<quality>\d+)(@(?P<shift>\d+))?")
 
