@@ -31,15 +31,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxcifar import checkpoint as checkpoint_lib
 from jaxcifar import config as config_lib
-from jaxcifar import data, records, train
+from jaxcifar import data, gradcam, records, train
+from jaxcifar import seeds as seeds_lib
 from jaxcifar import steps as steps_lib
-from jaxcifar.augment import normalize
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import say
 from jaxcifar.errors import entry_point
@@ -91,17 +89,11 @@ def evaluate_network(run: Path, variants: Sequence[str]) -> dict:
     config = TrainConfig.from_json(saved["config"])
     model = steps_lib.make_model(config)
     variables = checkpoint_lib.load_variables(run, config, "latest")
-    predict = jax.jit(lambda v, x: jnp.argmax(model.apply(v, x, train=False), -1))
     ds = load_data(config)
     rows = []
     for spec in variants:
         variant_ds, measured = compressed(ds, spec, splits=("test",))
-        predicted = np.concatenate(
-            [
-                np.asarray(predict(variables, normalize(variant_ds.test_images[i : i + 500], config.augmentation)))
-                for i in range(0, len(ds.test_labels), 500)
-            ]
-        )
+        predicted = gradcam.predict_classes(model, variables, variant_ds.test_images)
         rows.append({"variant": spec, **measured, "test_accuracy": float(np.mean(predicted == ds.test_labels))})
         say(f"{run} on {spec}: test accuracy {100 * rows[-1]['test_accuracy']:.2f}%", flush=True)
     summary = records.read_json(run / "summary.json") if (run / "summary.json").exists() else {}
@@ -140,8 +132,7 @@ def study(config: TrainConfig, out: Path, variants: Sequence[str], seeds: int) -
                 "variant": spec,
                 **measured,
                 "runs": runs,
-                "final_test_accuracy_mean": float(finals.mean()),
-                "final_test_accuracy_std": float(finals.std(ddof=1)) if len(finals) > 1 else 0.0,
+                **seeds_lib.mean_std("final_test_accuracy", finals),
             }
         )
         psnr = "" if measured["test_psnr_db"] is None else f" (test images {measured['test_psnr_db']:.1f} dB)"

@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxcifar import config as config_lib
 from jaxcifar import lr_range, records, train
+from jaxcifar import seeds as seeds_lib
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import LR_MIN_RULES, LR_RULES, TrainConfig
 from jaxcifar.console import say
@@ -110,8 +111,7 @@ def study(config: TrainConfig, out: Path, seeds: int, pairs: Sequence[tuple[str,
                 "rule": rule,
                 "lr_min_rule": min_rule,
                 "runs": runs,
-                "final_test_accuracy_mean": float(finals.mean()),
-                "final_test_accuracy_std": float(finals.std(ddof=1)) if len(finals) > 1 else 0.0,
+                **seeds_lib.mean_std("final_test_accuracy", finals),
             }
         )
         say(

@@ -31,13 +31,21 @@ from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
 
 
+def mean_std(name: str, values) -> dict[str, float]:
+    """{name}_mean and {name}_std of `values` (the sample standard deviation, n-1; 0 for one value)."""
+    values = np.asarray(values, dtype=np.float64)
+    return {
+        f"{name}_mean": float(values.mean()),
+        f"{name}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+    }
+
+
 def summarize(rows: list[dict]) -> dict:
     """Mean, sample std, min, max of final accuracies and the share above the bars."""
     final = np.array([r["final_test_accuracy"] for r in rows], dtype=np.float64)
     return {
         "runs": len(rows),
-        "final_test_accuracy_mean": float(final.mean()),
-        "final_test_accuracy_std": float(final.std(ddof=1)) if len(final) > 1 else 0.0,
+        **mean_std("final_test_accuracy", final),
         "final_test_accuracy_min": float(final.min()),
         "final_test_accuracy_max": float(final.max()),
         "best_test_accuracy_mean": float(np.mean([r["best_test_accuracy"] for r in rows])),
@@ -54,8 +62,7 @@ def _tta_summary(rows: list[dict]) -> dict:
         return {}
     tta = np.array([r["final_test_accuracy_tta"] for r in rows], dtype=np.float64)
     return {
-        "final_test_accuracy_tta_mean": float(tta.mean()),
-        "final_test_accuracy_tta_std": float(tta.std(ddof=1)) if len(tta) > 1 else 0.0,
+        **mean_std("final_test_accuracy_tta", tta),
         "share_tta_at_least_94": float(np.mean(tta >= 0.94)),
     }
 
