@@ -382,27 +382,34 @@ def test_conv_shapes_are_the_networks_convolutions_in_order():
     assert model_lib.conv_flops(32, 3, 4) == 2 * 32 * 32 * 9 * 3 * 4
 
 
+def _training_gradient_at_batch_512(dtype, conv="xla") -> list[np.ndarray]:
+    """The gradient of the mean loss of a width-8 network on 512 random images, as float64 arrays."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(512, 32, 32, 3)), rng.integers(0, 10, 512)
+    model = ResNet9(width=8, dtype=dtype, conv=conv)
+    v = jax.tree.map(lambda a: a.astype(dtype), init_variables(model, jax.random.key(0)))
+
+    def loss(p):
+        logits, _ = model.apply({"params": p, "batch_stats": v["batch_stats"]}, x.astype(dtype), train=True,
+                                mutable=["batch_stats"])  # fmt: skip
+        return optax.softmax_cross_entropy_with_integer_labels(logits.astype(dtype), y).mean()
+
+    return [np.asarray(g, np.float64) for g in jax.tree.leaves(jax.jit(jax.grad(loss))(v["params"]))]
+
+
+@pytest.fixture(scope="module")
+def float64_gradient_at_batch_512():
+    """The float64 reference, computed once for every convolution compared with it."""
+    with jax.enable_x64(True):
+        return _training_gradient_at_batch_512(jnp.float64)
+
+
 @pytest.mark.parametrize("conv, bound", [("xla", 3e-4), ("winograd", 3e-3)])
-def test_the_training_gradient_at_batch_512_is_close_to_float64(conv, bound):
+def test_the_training_gradient_at_batch_512_is_close_to_float64(conv, bound, float64_gradient_at_batch_512):
     # BatchNorm's variance as E[x^2] - E[x]^2 (Flax's default) cancels in float32 over a
     # batch of 512: the gradient was 1.9e-3 from float64's at this width; two passes give 9e-5.
     # Winograd's convolutions give 1.4e-3 (bfloat16 with XLA's: 0.14).
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(512, 32, 32, 3)), rng.integers(0, 10, 512)
-
-    def grads(dtype, conv="xla"):
-        model = ResNet9(width=8, dtype=dtype, conv=conv)
-        v = jax.tree.map(lambda a: a.astype(dtype), init_variables(model, jax.random.key(0)))
-
-        def loss(p):
-            logits, _ = model.apply({"params": p, "batch_stats": v["batch_stats"]}, x.astype(dtype), train=True,
-                                    mutable=["batch_stats"])  # fmt: skip
-            return optax.softmax_cross_entropy_with_integer_labels(logits.astype(dtype), y).mean()
-
-        return [np.asarray(g, np.float64) for g in jax.tree.leaves(jax.jit(jax.grad(loss))(v["params"]))]
-
-    with jax.enable_x64(True):
-        reference = grads(jnp.float64)
-    ours = grads(jnp.float32, conv)
+    reference = float64_gradient_at_batch_512
+    ours = _training_gradient_at_batch_512(jnp.float32, conv)
     error = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(ours, reference)) / sum(np.sum(b**2) for b in reference))
     assert error < bound, error
