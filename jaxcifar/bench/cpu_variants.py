@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxcifar import YNN_FLAG, model, parallel, records
@@ -44,6 +46,11 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
         {"kernel_grad": "taps", "conv": "xla"},
     ),
     "taps": ("Eigen convolutions, kernel gradient as nine matmuls", {}, {"kernel_grad": "taps", "conv": "xla"}),
+    "winograd-per-row": (
+        "Winograd's column pass once per tile row (jaxcifar before the pass over all rows at once)",
+        {},
+        {"tile_transform": "per-row"},
+    ),
     "flax-max-pool": ("Flax's max-pool (XLA's select_and_scatter gradient)", {}, {"max_pool": "flax"}),
     "vector-512": ("XLA loops with 512-bit vectors", {"XLA_FLAGS": f"{YNN_OFF} --xla_cpu_prefer_vector_width=512"}, {}),
     "bfloat16": (
@@ -64,11 +71,20 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
 }
 
 
+def tile_transform_per_row(matrix, rows, columns) -> jax.Array:
+    """`model._tile_transform` as it was: the column pass once for each transformed row
+    (the same sums for every element; XLA compiles each entry into its own loop)."""
+    per_row = [jnp.stack(model._combine(matrix, columns(row[None])), axis=1) for row in model._combine(matrix, rows)]
+    return jnp.concatenate(per_row)
+
+
 def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     """Runs in the variant's own process: images/s of `steps` training steps after a warm-up."""
     settings = dict(VARIANTS[variant][2])
     if settings.pop("max_pool", None) == "flax":
         model.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+    if settings.pop("tile_transform", None) == "per-row":
+        model._tile_transform = tile_transform_per_row
     mesh = parallel.make_mesh(int(settings.pop("devices", 1)))
     config = TrainConfig(width=width, batch_size=batch_size, **settings)
     schedule = one_cycle(0.004, 0.04, 97)
