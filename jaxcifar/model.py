@@ -188,10 +188,10 @@ def _tile_transform(
     The column pass runs once over all the transformed rows, not once per row: the
     same sums for every element, in a sixth of the operations (inside the compiled
     step XLA rounds them a little differently: the training gradient at batch 512
-    came 7.5e-4 from float64's, against 1.4e-3 per row). On the 2-core
+    came 7.5e-4 from float64's, against 1.4e-3 before). On the 2-core
     development CPU that cut the training step's compile time at width 64 from 20 s
     to 7 s and made its steps at batch 512 1.27x as fast (4.35 s against 5.56,
-    the `winograd-per-row` row of results/cpu-step-variants.json): XLA had made each of
+    the `winograd-per-entry` row of results/cpu-step-variants.json): XLA had made each of
     the 36 entries its own loop (the input transform compiled to 37 fusions, now 3).
     """
     return jnp.stack(_combine(matrix, columns(jnp.stack(_combine(matrix, rows)))), axis=1)

@@ -221,22 +221,28 @@ def test_ctrl_c_latency_is_measured_on_a_real_run():
     assert epoch >= 1 and 0 <= batch < 10 and 0 < result["signal_to_exit_s"] < 60
 
 
-def test_the_per_row_winograd_variant_computes_the_same_tiles(monkeypatch):
-    # The variant times Winograd's transforms as they were written before: a column pass per
-    # tile row. Op by op (no fusion), both give the same floats, bit for bit.
+def test_the_per_entry_winograd_variant_computes_the_same_tiles(monkeypatch):
+    # The variant times Winograd's transforms as they were written before: each transformed
+    # row's columns on their own, the entries stacked one by one. Op by op (no fusion),
+    # both give the same floats, bit for bit.
     from jaxcifar import model
     from jaxcifar.bench import cpu_variants
 
-    x = np.random.default_rng(0).normal(size=(2, 8, 12, 3)).astype(np.float32)
-    g = np.random.default_rng(1).normal(size=(2, 8, 12, 5)).astype(np.float32)
-    products = np.random.default_rng(2).normal(size=(36, 2 * 2 * 3, 5)).astype(np.float32)
-    stacked = [model._winograd_input(x), model._winograd_output(products, (2, 8, 12, 5)),
-               model._winograd_output_transpose(g)]  # fmt: skip
-    monkeypatch.setattr(model, "_tile_transform", cpu_variants.tile_transform_per_row)
-    per_row = [model._winograd_input(x), model._winograd_output(products, (2, 8, 12, 5)),
-               model._winograd_output_transpose(g)]  # fmt: skip
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=(2, 8, 12, 3)).astype(np.float32), rng.normal(size=(2, 8, 12, 5)).astype(np.float32)
+    products = rng.normal(size=(36, 2 * 2 * 3, 5)).astype(np.float32)
+
+    def transforms():
+        return [model._winograd_input(x), model._winograd_output(products, (2, 8, 12, 5)),
+                model._winograd_output_transpose(g)]  # fmt: skip
+
+    stacked = transforms()
+    for name in ("_winograd_input", "_winograd_output", "_winograd_output_transpose"):
+        monkeypatch.setattr(model, name, getattr(model, name))  # undone after the test
+    cpu_variants.use_winograd_per_entry()
+    per_entry = transforms()
     assert [a.shape for a in stacked] == [(36, 12, 3), (2, 8, 12, 5), (36, 12, 5)]
-    for a, b in zip(stacked, per_row):
+    for a, b in zip(stacked, per_entry):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

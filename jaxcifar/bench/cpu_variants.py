@@ -46,10 +46,10 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
         {"kernel_grad": "taps", "conv": "xla"},
     ),
     "taps": ("Eigen convolutions, kernel gradient as nine matmuls", {}, {"kernel_grad": "taps", "conv": "xla"}),
-    "winograd-per-row": (
-        "Winograd's column pass once per tile row (jaxcifar before the pass over all rows at once)",
+    "winograd-per-entry": (
+        "Winograd's transforms entry by entry (jaxcifar before the column pass over all rows at once)",
         {},
-        {"tile_transform": "per-row"},
+        {"tile_transform": "per-entry"},
     ),
     "flax-max-pool": ("Flax's max-pool (XLA's select_and_scatter gradient)", {}, {"max_pool": "flax"}),
     "vector-512": ("XLA loops with 512-bit vectors", {"XLA_FLAGS": f"{YNN_OFF} --xla_cpu_prefer_vector_width=512"}, {}),
@@ -71,11 +71,45 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
 }
 
 
-def tile_transform_per_row(matrix, rows, columns) -> jax.Array:
-    """`model._tile_transform` as it was: the column pass once for each transformed row
-    (the same sums for every element; XLA compiles each entry into its own loop)."""
-    per_row = [jnp.stack(model._combine(matrix, columns(row[None])), axis=1) for row in model._combine(matrix, rows)]
-    return jnp.concatenate(per_row)
+# Winograd's transforms as jaxcifar wrote them before ce61055 (the variant
+# "winograd-per-entry"): each transformed tile row's columns combined on their own and
+# the 36 entries stacked one by one, which XLA compiled into a loop per entry. Kept to
+# measure what the column pass over all rows at once (model._tile_transform) gave.
+def _entries(matrix, rows, columns) -> list[list[jax.Array]]:
+    return [model._combine(matrix, columns(row)) for row in model._combine(matrix, rows)]
+
+
+def winograd_input_per_entry(x: jax.Array) -> jax.Array:
+    n, h, w, c = x.shape
+    m, a = model.WINOGRAD_TILE, model.WINOGRAD_INPUT_TILE
+    th, tw = h // m, w // m
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = [padded[:, r : r + m * (th - 1) + 1 : m] for r in range(a)]
+    tiles = _entries(model.WINOGRAD_BT, rows, lambda row: [row[:, :, s : s + m * (tw - 1) + 1 : m] for s in range(a)])
+    return jnp.stack(sum(tiles, [])).reshape(a * a, n * th * tw, c)
+
+
+def winograd_output_per_entry(products: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    n, h, w, k = shape
+    m, a = model.WINOGRAD_TILE, model.WINOGRAD_INPUT_TILE
+    out = _entries(model.WINOGRAD_AT, list(products.reshape(a, a, n, h // m, w // m, k)), list)
+    return jnp.stack([jnp.stack(row, axis=3) for row in out], axis=2).reshape(n, h, w, k)
+
+
+def winograd_output_transpose_per_entry(g: jax.Array) -> jax.Array:
+    n, h, w, k = g.shape
+    m, a = model.WINOGRAD_TILE, model.WINOGRAD_INPUT_TILE
+    tiles = g.reshape(n, h // m, m, w // m, m, k)
+    a_matrix = tuple(zip(*model.WINOGRAD_AT))
+    out = _entries(a_matrix, [tiles[:, :, i] for i in range(m)], lambda row: [row[:, :, :, j] for j in range(m)])
+    return jnp.stack(sum(out, [])).reshape(a * a, n * (h // m) * (w // m), k)
+
+
+def use_winograd_per_entry() -> None:
+    """Patches model's Winograd transforms back to their form before ce61055."""
+    model._winograd_input = winograd_input_per_entry
+    model._winograd_output = winograd_output_per_entry
+    model._winograd_output_transpose = winograd_output_transpose_per_entry
 
 
 def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
@@ -83,8 +117,8 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     settings = dict(VARIANTS[variant][2])
     if settings.pop("max_pool", None) == "flax":
         model.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
-    if settings.pop("tile_transform", None) == "per-row":
-        model._tile_transform = tile_transform_per_row
+    if settings.pop("tile_transform", None) == "per-entry":
+        use_winograd_per_entry()
     mesh = parallel.make_mesh(int(settings.pop("devices", 1)))
     config = TrainConfig(width=width, batch_size=batch_size, **settings)
     schedule = one_cycle(0.004, 0.04, 97)
