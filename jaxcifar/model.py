@@ -190,8 +190,8 @@ def _tile_transform(
     step XLA rounds them a little differently: the training gradient at batch 512
     came 7.5e-4 from float64's, against 1.4e-3 before). On the 2-core
     development CPU that cut the training step's compile time at width 64 from 20 s
-    to 7 s and made its steps at batch 512 1.27x as fast (4.35 s against 5.56,
-    the `winograd-per-entry` row of results/cpu-step-variants.json): XLA had made each of
+    to 7 s and its steps at batch 512 1.25x as fast (112 images/s against 90, the
+    `winograd-per-entry` row of results/cpu-step-variants.json): XLA had made each of
     the 36 entries its own loop (the input transform compiled to 37 fusions, now 3).
     """
     return jnp.stack(_combine(matrix, columns(jnp.stack(_combine(matrix, rows)))), axis=1)
@@ -278,7 +278,7 @@ class Conv3x3(nn.Module):
     conv="winograd" computes it by Winograd's F(4x4, 3x3) (`conv3x3_winograd`) in
     float32 whatever the compute type, where the image side is a multiple of 4 (XLA's
     convolution otherwise). On the 2-core development CPU it made the training step
-    at batch 512 1.4x as fast as XLA's Eigen convolutions (results/cpu-step-variants.json);
+    at batch 512 1.7x as fast as XLA's Eigen convolutions (results/cpu-step-variants.json);
     on GPUs cuDNN picks its own algorithms, so "xla" is their default
     (`steps.conv_algorithm`, which also keeps XLA's at small widths).
 

@@ -55,10 +55,11 @@ def compute_dtype(name: str | None) -> Any:
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
-# On CPUs Winograd's convolutions pay where the channels are many: the training step
-# ran 1.02x as fast as with XLA's at width 16 (batch 128), 1.13x at width 32 and 1.45x
-# at width 64 (batch 512) on the 2-core development CPU, and they take XLA 25 s more to
-# compile, which a --quick run or a test at a tiny width would not earn back.
+# On CPUs Winograd's convolutions pay where the channels are many: on the 2-core
+# development CPU the training step ran 1.27x as fast as with XLA's at width 32 and
+# 1.7x at width 64 (batch 512, results/cpu-step-variants.json), but at --quick's width
+# 16 (batch 128) anywhere from 1.0x to 1.3x in two tries, for 4 s more compile time;
+# XLA's stay below width 32, as in the committed width-16 runs (--quick, the JPEG study).
 WINOGRAD_MIN_WIDTH = 32
 
 
