@@ -190,7 +190,7 @@ def _tile_transform(
     step XLA rounds them a little differently: the training gradient at batch 512
     came 7.5e-4 from float64's, against 1.4e-3 before). On the 2-core
     development CPU that cut the training step's compile time at width 64 from 20 s
-    to 7 s and its steps at batch 512 1.25x as fast (112 images/s against 90, the
+    to 7 s (timed ad hoc) and its steps at batch 512 1.25x as fast (112 images/s against 90, the
     `winograd-per-entry` row of results/cpu-step-variants.json): XLA had made each of
     the 36 entries its own loop (the input transform compiled to 37 fusions, now 3).
     """

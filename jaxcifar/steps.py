@@ -56,10 +56,11 @@ def compute_dtype(name: str | None) -> Any:
 
 
 # On CPUs Winograd's convolutions pay where the channels are many: on the 2-core
-# development CPU the training step ran 1.27x as fast as with XLA's at width 32 and
-# 1.7x at width 64 (batch 512, results/cpu-step-variants.json), but at --quick's width
-# 16 (batch 128) anywhere from 1.0x to 1.3x in two tries, for 4 s more compile time;
-# XLA's stay below width 32, as in the committed width-16 runs (--quick, the JPEG study).
+# development CPU the training step at batch 512 ran 1.7x as fast as with XLA's at
+# width 64 (results/cpu-step-variants.json) and 1.27x at width 32, but at --quick's
+# width 16 (batch 128) anywhere from 1.0x to 1.3x in two tries, for 4 s more compile
+# time (the last three timed ad hoc, one process each); XLA's stay below width 32, as
+# in the committed width-16 runs (--quick, the JPEG study).
 WINOGRAD_MIN_WIDTH = 32
 
 
