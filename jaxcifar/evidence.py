@@ -661,12 +661,16 @@ def block_jpeg_quality(root: Path) -> str:
     """The same training on the JPEG copy as it is and compressed once more; a trained network on test images
     compressed once more."""
     r = _read(root, JPEG_STUDY)
-    base = r["variants"][0]["final_test_accuracy_mean"]
+    study = r["variants"]
+    # change of each pass against the copy as it is, in points, trained and tested on it
+    trained = {
+        v["variant"]: 100 * (v["final_test_accuracy_mean"] - study[0]["final_test_accuracy_mean"]) for v in study
+    }
     rows = []
-    for v in r["variants"]:
+    for v in study:
         psnr = "" if v["quality"] is None else f"{v['test_psnr_db']:.1f} / {v['train_psnr_db']:.1f}"
         spread = f" +- {100 * v['final_test_accuracy_std']:.2f}" if r["seeds"] > 1 else ""
-        change = "" if v is r["variants"][0] else f"{100 * (v['final_test_accuracy_mean'] - base):+.2f}"
+        change = "" if v is study[0] else f"{trained[v['variant']]:+.2f}"
         rows.append([_jpeg_what(v), psnr, f"{_pct(v['final_test_accuracy_mean'])}{spread}", change])
     c = r["config"]
     header = ["data (train and test)", "PSNR to the copy, test / train (dB)", "final test accuracy", "change (points)"]
@@ -682,8 +686,8 @@ def block_jpeg_quality(root: Path) -> str:
     for i, v in enumerate(nets[0]["variants"]):
         cells = []
         for net in nets:
-            acc, base = net["variants"][i]["test_accuracy"], net["variants"][0]["test_accuracy"]
-            cells.append(_pct(acc) + ("" if i == 0 else f" ({100 * (acc - base):+.2f})"))
+            acc, first = net["variants"][i]["test_accuracy"], net["variants"][0]["test_accuracy"]
+            cells.append(_pct(acc) + ("" if i == 0 else f" ({100 * (acc - first):+.2f})"))
         rows.append([_jpeg_what(v), "" if v["quality"] is None else f"{v['test_psnr_db']:.1f}", *cells])
     header = ["test images", "PSNR to the copy (dB)"] + [
         f"`{n['run']}` (`{n['config']['recipe']}`, width {n['config']['width']})" for n in nets
@@ -694,18 +698,17 @@ def block_jpeg_quality(root: Path) -> str:
         + f"\n(`{t['command']}`, [results/{JPEG_TRAINED}.json](results/{JPEG_TRAINED}.json))\n"
     )
     # Each pass side by side: trained and tested on it, against tested on it alone.
-    study = r["variants"]
+    accuracy = [{x["variant"]: x["test_accuracy"] for x in net["variants"]} for net in nets]
     pairs = []
     for v in study[1:]:
-        alone = []
-        for net in nets:
-            found = {x["variant"]: x["test_accuracy"] for x in net["variants"]}
-            if v["variant"] in found and "none" in found:
-                alone.append(f"{100 * (found[v['variant']] - found['none']):+.2f} at width {net['config']['width']}")
-        change = 100 * (v["final_test_accuracy_mean"] - study[0]["final_test_accuracy_mean"])
+        tested = [
+            f"{100 * (found[v['variant']] - found['none']):+.2f} at width {net['config']['width']}"
+            for net, found in zip(nets, accuracy)
+            if v["variant"] in found and "none" in found
+        ]
         pairs.append(
-            f"`{v['variant']}` {change:+.2f} points trained and tested on (width {r['config']['width']}), "
-            + ("tested on alone " + " and ".join(alone) if alone else "not tested on alone")
+            f"`{v['variant']}` {trained[v['variant']]:+.2f} points trained and tested on (width {c['width']}), "
+            + ("tested on alone " + " and ".join(tested) if tested else "not tested on alone")
         )
     return text + "\nSide by side: " + "; ".join(pairs) + ".\n"
 
