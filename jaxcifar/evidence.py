@@ -662,7 +662,7 @@ def block_jpeg_quality(root: Path) -> str:
     compressed once more."""
     r = _read(root, JPEG_STUDY)
     study = r["variants"]
-    # change of each pass against the copy as it is, in points, trained and tested on it
+    # change of each pass against the copy as it is (`none`, first: jpeg_study refuses other orders), in points
     trained = {
         v["variant"]: 100 * (v["final_test_accuracy_mean"] - study[0]["final_test_accuracy_mean"]) for v in study
     }

@@ -157,8 +157,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "--variants",
         nargs="+",
         default=list(VARIANTS),
-        help="'none' (as it is), a JPEG quality 'Q', or 'Q@S' on a grid shifted by S pixels "
-        f"(default: {' '.join(VARIANTS)})",
+        help="'none' (as it is, first: the others are compared with it), a JPEG quality 'Q', or 'Q@S' on a grid "
+        f"shifted by S pixels (default: {' '.join(VARIANTS)})",
     )
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant (default: 1)")
     parser.add_argument(
@@ -177,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             parse_variant(spec)
         except ValueError as e:
             parser.error(str(e))
+    if args.variants[0] != "none":  # the README's tables and sentences measure every change against it
+        parser.error(
+            f"--variants must start with 'none' (the data as it is, which the others are compared with), "
+            f"got {' '.join(args.variants)}; put none first"
+        )
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.trained is not None:

@@ -50,6 +50,11 @@ def test_bad_variants_and_a_used_folder_are_refused_before_training(tmp_path, ca
         jpeg_study.main([*TINY, "--variants", "none", "jpeg75", "--out", str(tmp_path / "a")])
     assert exc.value.code == 2 and "variant 'jpeg75': expected 'none'" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+    with pytest.raises(SystemExit) as exc:
+        jpeg_study.main([*TINY, "--variants", "75@4", "none", "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--variants must start with 'none'" in err and "got 75@4 none; put none first" in err
+    assert not (tmp_path / "a").exists()
     used = tmp_path / "used"
     used.mkdir()
     (used / "keep.txt").write_text("mine")
