@@ -1,6 +1,6 @@
-"""`python scripts/cpu24_runs.py --help`: see jaxcifar/evidence.py (CPU24_EXPERIMENTS)."""
+"""`python scripts/cpu24_runs.py --help`: see jaxcifar/investigation.py (CPU24_EXPERIMENTS)."""
 
-from jaxcifar.evidence import cpu24_main
+from jaxcifar.investigation import main
 
 if __name__ == "__main__":
-    cpu24_main()
+    main()

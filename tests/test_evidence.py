@@ -1,19 +1,12 @@
 """Tests for jaxcifar.evidence: a run brought into results/ and figures/, never overwriting."""
 
-import argparse
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from jaxcifar import config as config_lib
-from jaxcifar import evidence
+from jaxcifar import evidence, investigation
 from jaxcifar.bench import conv_layers
 
 
@@ -92,7 +85,7 @@ def test_an_investigation_run_gets_a_column_and_a_row_that_says_how_far_it_got(t
     recipe = {**summary, "epochs": epochs, "command": "c", "status": "completed", "final_test_accuracy": 0.4952}
     recipe |= {"best_test_accuracy": 0.4952, "lr_max": 0.078, "epochs_completed": 3, "config": {"epochs": 3}}
     (tmp_path / "results" / "cpu-24.json").write_text(json.dumps(recipe))
-    name, label, _ = evidence.CPU24_EXPERIMENTS[0]
+    name, label, _ = investigation.CPU24_EXPERIMENTS[0]
     other = recipe | {"status": "interrupted", "epochs_completed": 2, "lr_max": 0.0444, "final_test_accuracy": 0.6}
     other["epochs"] = {"test_accuracy": [0.4812, 0.6]}
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(other))
@@ -108,7 +101,7 @@ def test_the_cifar10_fast_run_brings_pages_logged_run_into_the_table(tmp_path):
     epochs = {"test_accuracy": [0.3141, 0.479], "seconds": [400.0] * 2, "eval_seconds": [40.0] * 2}
     (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"epochs": epochs, "command": "c"}))
     assert "Page" not in evidence.block_cpu24_epochs(tmp_path)  # no cifar10-fast run yet
-    name = next(n for n, _, kind in evidence.CPU24_EXPERIMENTS if kind == "page")
+    name = next(n for n, _, kind in investigation.CPU24_EXPERIMENTS if kind == "page")
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps({"epochs": {"test_accuracy": [0.568]}}))
     made = evidence.block_cpu24_epochs(tmp_path)
     assert "| test accuracy %, the PyTorch original | test accuracy %, Page's logged cifar10-fast run" in made
@@ -141,7 +134,7 @@ def test_the_why_block_compares_the_investigation_with_the_recipe_and_the_origin
     assert "loss over epoch 1 was 2.73, above the 2.30 (ln 10)" in made
     assert "moved by 4.00 points" in made and "the original's by 1.90" in made  # |diff| of 48.4.. over 6-19
     assert "With" not in made  # no investigation run yet
-    name, label, _ = evidence.CPU24_EXPERIMENTS[0]
+    name, label, _ = investigation.CPU24_EXPERIMENTS[0]
     other = {
         "status": "interrupted",
         "command": "c",
@@ -167,7 +160,7 @@ def test_the_why_block_says_what_the_numbers_say_when_they_say_otherwise(tmp_pat
 
 def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
-    name, _, _ = evidence.CPU24_EXPERIMENTS[0]
+    name, _, _ = investigation.CPU24_EXPERIMENTS[0]
     test_acc = [0.6] * 5 + [0.80, 0.81] * 7 + [0.85, 0.88, 0.89, 0.90, 0.9051]  # 6-19 swing by 1 point
     other = {"status": "completed", "command": "c --resume", "started_with": "c --lr-max 0.0444"}
     other["final_test_accuracy_tta"] = 0.9123
@@ -195,8 +188,8 @@ def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
 
 def test_a_run_on_top_of_another_experiment_is_compared_with_it_too(tmp_path):
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
-    name, base = next(iter(evidence.CPU24_BASES.items()))
-    label = next(lab for n, lab, _ in evidence.CPU24_EXPERIMENTS if n == name)
+    name, base = next(iter(investigation.CPU24_BASES.items()))
+    label = next(lab for n, lab, _ in investigation.CPU24_EXPERIMENTS if n == name)
 
     def write(run_name, test_acc):
         run = {"status": "interrupted", "command": "c", "epochs": {"test_accuracy": test_acc, "train_loss": [1.0]}}
@@ -213,7 +206,7 @@ def test_a_run_on_top_of_another_experiment_is_compared_with_it_too(tmp_path):
 
 def test_the_cifar10_fast_run_is_compared_with_pages_median_not_the_original(tmp_path):
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
-    (name, label) = next((n, lab) for n, lab, kind in evidence.CPU24_EXPERIMENTS if kind == "page")
+    (name, label) = next((n, lab) for n, lab, kind in investigation.CPU24_EXPERIMENTS if kind == "page")
     run = {"status": "interrupted", "command": "c --resume", "started_with": "c --recipe cifar10-fast"}
     run["epochs"] = {"test_accuracy": [0.55, 0.7], "train_loss": [1.6, 1.1]}
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
@@ -236,7 +229,7 @@ def test_the_cifar10_fast_run_is_compared_with_pages_median_not_the_original(tmp
 def test_the_runs_figure_holds_the_recipe_each_investigation_and_the_original(tmp_path):
     assert evidence.figure_cpu24_runs(tmp_path) is None  # nothing before the recipe's run
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
-    name, _, _ = evidence.CPU24_EXPERIMENTS[0]
+    name, _, _ = investigation.CPU24_EXPERIMENTS[0]
     run = {"status": "interrupted", "command": "c", "epochs": {"test_accuracy": [0.47, 0.6], "train_loss": [1, 1]}}
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
     assert "figures/cpu-24-runs.png" not in evidence.block_cpu24_why(tmp_path)  # not drawn yet
@@ -273,90 +266,6 @@ def test_the_convolution_block_sums_the_parts_and_gives_their_share_of_the_step(
     assert "PyTorch's channels-last step 1100 ms" in made and "largest difference 3.0e-06" in made
     assert "Winograd's came within 3.0e-05 of XLA's" in made
     assert "Outside the convolutions, the step with XLA's spends 300 ms, PyTorch's 100 ms." in made
-
-
-def test_each_investigation_run_is_one_resumable_train_command(tmp_path):
-    (tmp_path / "cpu-24-fast").mkdir()  # started earlier: resumed
-    fast, plateau = evidence.cpu24_commands(["cpu-24-fast", "cpu-24-plateau"], tmp_path)
-    assert fast[1:] == ["-m", "jaxcifar.train", "--data", "../shared/data/cifar10-jpeg.tar.gz", "--tta",
-                        "--recipe", "cifar10-fast", "--out", str(tmp_path / "cpu-24-fast"), "--resume"]  # fmt: skip
-    assert plateau[-4:] == ["--lr-range-rule", "plateau", "--out", str(tmp_path / "cpu-24-plateau")]
-    # every run's flags make the settings its label names
-    parser = argparse.ArgumentParser()
-    config_lib.add_arguments(parser)
-    made = {
-        name: config_lib.from_args(parser.parse_args([*evidence.CPU24_COMMON, *flags]), parser)
-        for name, flags in evidence.CPU24_FLAGS.items()
-    }
-    assert (made["cpu-24-lr-original"].lr_max, made["cpu-24-lr-original"].lr_min) == (0.0444, 0.00444)
-    assert made["cpu-24-plateau"].lr_range_rule == "plateau" and made["cpu-24-plateau"].lr_max is None
-    aug = made["cpu-24-original-aug"]
-    assert (aug.lr_max, aug.flip_prob, aug.cutout_prob, aug.cutout_placement) == (0.0444, 0.7, 0.5, "clip")
-    assert made["cpu-24-fast"].recipe == "cifar10-fast" and all(c.tta for c in made.values())
-    labels = dict((n, lab) for n, lab, _ in evidence.CPU24_EXPERIMENTS)
-    assert labels["cpu-24-fast"] == "David Page's cifar10-fast settings (`--recipe cifar10-fast`)"
-
-
-def test_the_runner_stops_at_the_first_run_that_does_not_finish(tmp_path, monkeypatch, capsys):
-    started = []
-
-    def fake_run(command):
-        started.append(command)
-        return 130 if len(started) == 2 else 0
-
-    monkeypatch.setattr(evidence, "run_passing_stops", fake_run)
-    names = ["cpu-24-fast", "cpu-24-original-aug", "cpu-24-plateau"]
-    with pytest.raises(SystemExit) as exc:
-        evidence.cpu24_main([*names, "--runs", str(tmp_path)])
-    assert exc.value.code == 130 and [c[c.index("--out") + 1] for c in started] == [
-        str(tmp_path / "cpu-24-fast"),
-        str(tmp_path / "cpu-24-original-aug"),
-    ]  # the third never started
-    assert capsys.readouterr().out.startswith("python -m jaxcifar.train --data")
-    with pytest.raises(SystemExit) as exc:
-        evidence.cpu24_main(["cpu-24-nope", "--dry-run"])
-    assert exc.value.code == 2 and "unknown runs ['cpu-24-nope']; known: cpu-24-lr-original" in capsys.readouterr().err
-
-
-# A stand-in for a training run: on the first Ctrl-C or SIGTERM it takes a second to
-# "save", then exits with 130 or 143; a second signal would make it quit at once (1).
-CHILD = """
-import signal, sys, time
-from pathlib import Path
-log = Path(sys.argv[1])
-got = []
-def stop(signum, frame):
-    got.append(signal.Signals(signum).name)
-    if len(got) > 1:
-        sys.exit(1)
-for s in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, stop)
-log.write_text("ready")
-while not got:
-    time.sleep(0.02)
-time.sleep(1.0)
-log.write_text(" ".join(got) + " saved")
-sys.exit(130 if got[0] == "SIGINT" else 143)
-"""
-
-
-@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_the_runner_passes_a_stop_to_the_run_once_and_waits_for_it_to_save(tmp_path, stop, code):
-    log = tmp_path / "child.log"
-    (tmp_path / "child.py").write_text(CHILD)
-    runner = (
-        "import sys; from jaxcifar.evidence import run_passing_stops; "
-        f"sys.exit(run_passing_stops([sys.executable, {str(tmp_path / 'child.py')!r}, {str(log)!r}]))"
-    )
-    # Its own session, like a terminal's foreground job: the whole group gets the signal.
-    proc = subprocess.Popen([sys.executable, "-c", runner], start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not (log.exists() and log.read_text() == "ready"):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    os.killpg(proc.pid, stop)
-    assert proc.wait(timeout=30) == code
-    assert log.read_text() == f"{stop.name} saved"  # got it once, and was not killed while saving
 
 
 def test_the_jpeg_block_gives_each_variants_psnr_accuracy_and_change(tmp_path):

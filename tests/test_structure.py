@@ -96,11 +96,11 @@ def test_the_layers_point_one_way():
 
 
 def commands():
-    from jaxcifar import augment, evidence, gradcam, lr_range, model, rules_study, schedule, seeds, train
+    from jaxcifar import augment, evidence, gradcam, investigation, lr_range, model, rules_study, schedule, seeds, train
     from jaxcifar.bench import augment_speed, benchmark, cpu_variants, ctrl_c, device_check
 
     return [
-        *(train, lr_range, gradcam, schedule, augment, model, seeds, evidence, rules_study),
+        *(train, lr_range, gradcam, schedule, augment, model, seeds, evidence, investigation, rules_study),
         *(benchmark, augment_speed, device_check, ctrl_c, cpu_variants),
     ]
 
