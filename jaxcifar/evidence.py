@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcifar import lr_range, plots, records
+from jaxcifar import lr_range, plots, records, steps
 from jaxcifar.config import LR_MIN_RULES, TrainConfig
 from jaxcifar.errors import entry_point
 from jaxcifar.investigation import CPU24_BASES, CPU24_EXPERIMENTS
@@ -556,6 +556,23 @@ def figure_cpu24_runs(root: Path) -> Path | None:
     return path
 
 
+CONV_NAMES = {"xla": "XLA's", "winograd": "Winograd's"}
+
+
+def run_conv(r: dict) -> str:
+    """The convolutions a committed run's steps used: "xla" or "winograd".
+
+    Recorded in the summary since it has been; before, worked out from the config as the
+    run did, and "xla" for a config from before --conv, when XLA's were the only ones.
+    """
+    if "conv" in r:
+        return r["conv"]
+    config = r.get("config", {})
+    if "conv" not in config:
+        return "xla"
+    return steps.conv_algorithm(config["conv"], config["width"], r["platform"])
+
+
 def block_cpu24_why(root: Path) -> str:
     """What the experiments say about the recipe's run ending below the original."""
     recipe = _read(root, "cpu-24")
@@ -586,8 +603,13 @@ def block_cpu24_why(root: Path) -> str:
         acc = np.asarray(r["epochs"]["test_accuracy"])
         n = len(acc)
         original = np.asarray(ORIGINAL_TEST_ACCURACY[:n]) / 100
+        # Other convolutions compute the same sums, rounded otherwise: a trajectory of its own.
+        conv, recipe_conv = run_conv(r), run_conv(recipe)
+        but = ""
+        if conv != recipe_conv:
+            but = f", but {CONV_NAMES[conv]} convolutions, the recipe's run {CONV_NAMES[recipe_conv]}"
         text += (
-            f"\nWith {label}, and nothing else changed (seed 0, the same data and code; "
+            f"\nWith {label}, and nothing else changed (seed 0, the same data and code{but}; "
             f"[results/{name}.json](results/{name}.json), `{r.get('started_with', r['command'])}`), "
             f"{_how_far(r, n)} reached "
             f"{_pct(acc[0])} after epoch 1 (the recipe's run {_pct(ours[0])}, the original {_pct(original[0])}; "

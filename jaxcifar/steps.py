@@ -64,10 +64,13 @@ def compute_dtype(name: str | None) -> Any:
 WINOGRAD_MIN_WIDTH = 32
 
 
-def conv_algorithm(name: str | None, width: int) -> str:
-    """The convolutions: None is "winograd" on CPU from width 32 on, else "xla" (on GPU/TPU cuDNN picks its own)."""
+def conv_algorithm(name: str | None, width: int, platform: str | None = None) -> str:
+    """The convolutions: None is "winograd" on CPU from width 32 on, else "xla" (on GPU/TPU cuDNN picks its own).
+
+    platform: "cpu", "gpu", "tpu" (a run's recorded platform); None: this process's.
+    """
     if name is None:
-        return "winograd" if jax.default_backend() == "cpu" and width >= WINOGRAD_MIN_WIDTH else "xla"
+        return "winograd" if (platform or jax.default_backend()) == "cpu" and width >= WINOGRAD_MIN_WIDTH else "xla"
     return name
 
 

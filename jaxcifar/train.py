@@ -549,7 +549,7 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
         except KeyboardInterrupt:
             status = "interrupted"
             message = f"Interrupted; the last checkpoint is in {ckpt.directory} (resume with --resume)."
-    extra = {"compile_seconds": steps.compile_seconds}
+    extra = {"compile_seconds": steps.compile_seconds, "conv": steps_lib.conv_algorithm(config.conv, config.width)}
     if status == "interrupted":
         extra["stopped_by"] = stop.signal or "SIGINT"  # None: Python's own Ctrl-C, outside the main thread
     return log.summary(config, status, message, extra)

@@ -186,6 +186,22 @@ def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
     assert "points an epoch" not in evidence.block_cpu24_why(tmp_path)  # epochs 6-19 not all there yet
 
 
+def test_a_run_with_other_convolutions_than_the_recipes_says_so(tmp_path):
+    write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)  # no config: before --conv
+    name, _, _ = investigation.CPU24_EXPERIMENTS[0]
+    run = {"status": "interrupted", "command": "c", "epochs": {"test_accuracy": [0.5], "train_loss": [1.0]}}
+    run |= {"platform": "cpu", "config": {"conv": None, "width": 64}}  # the default: Winograd's on CPU at width 64
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
+    assert [evidence.run_conv(r) for r in (run, {**run, "platform": "gpu"}, {**run, "conv": "xla"}, {})] == [
+        "winograd", "xla", "xla", "xla"
+    ]  # fmt: skip
+    made = evidence.block_cpu24_why(tmp_path)
+    assert "the same data and code, but Winograd's convolutions, the recipe's run XLA's; [results/" in made
+    run["config"]["width"] = 16  # XLA's below width 32, as the recipe's
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
+    assert "the same data and code; [results/" in evidence.block_cpu24_why(tmp_path)
+
+
 def test_a_run_on_top_of_another_experiment_is_compared_with_it_too(tmp_path):
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)
     name, base = next(iter(investigation.CPU24_BASES.items()))

@@ -154,3 +154,6 @@ def test_compute_dtype_kernel_gradient_and_convolutions_follow_the_backend(monke
     )
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert (steps.conv_algorithm(None, 64), steps.conv_algorithm("winograd", 64)) == ("xla", "winograd")
+    # a run's record names its platform, whatever this process runs on
+    assert [steps.conv_algorithm(None, 64, p) for p in ("cpu", "gpu")] == ["winograd", "xla"]
+    assert steps.conv_algorithm(None, 16, "cpu") == "xla"
