@@ -562,8 +562,9 @@ CONV_NAMES = {"xla": "XLA's", "winograd": "Winograd's"}
 def run_conv(r: dict) -> str:
     """The convolutions a committed run's steps used: "xla" or "winograd".
 
-    Recorded in the summary since it has been; before, worked out from the config as the
-    run did, and "xla" for a config from before --conv, when XLA's were the only ones.
+    Read from the summary (train records it); in older records, worked out from the config
+    and platform as the run did, and "xla" for a config from before --conv, when XLA's
+    were the only ones.
     """
     if "conv" in r:
         return r["conv"]
