@@ -556,22 +556,16 @@ def figure_cpu24_runs(root: Path) -> Path | None:
     return path
 
 
-CONV_NAMES = {"xla": "XLA's", "winograd": "Winograd's"}
-
-
 def run_conv(r: dict) -> str:
     """The convolutions a committed run's steps used: "xla" or "winograd".
 
     Read from the summary (train records it); in older records, worked out from the config
-    and platform as the run did, and "xla" for a config from before --conv, when XLA's
-    were the only ones.
+    (read as a resumed run reads it: XLA's before --conv) and the platform, as the run did.
     """
     if "conv" in r:
         return r["conv"]
-    config = r.get("config", {})
-    if "conv" not in config:
-        return "xla"
-    return steps.conv_algorithm(config["conv"], config["width"], r["platform"])
+    config = TrainConfig.from_json(r.get("config", {}))
+    return steps.conv_algorithm(config.conv, config.width, r.get("platform"))
 
 
 def block_cpu24_why(root: Path) -> str:
@@ -608,7 +602,7 @@ def block_cpu24_why(root: Path) -> str:
         conv, recipe_conv = run_conv(r), run_conv(recipe)
         but = ""
         if conv != recipe_conv:
-            but = f", but {CONV_NAMES[conv]} convolutions, the recipe's run {CONV_NAMES[recipe_conv]}"
+            but = f", but {steps.CONV_NAMES[conv]}'s convolutions, the recipe's run {steps.CONV_NAMES[recipe_conv]}'s"
         text += (
             f"\nWith {label}, and nothing else changed (seed 0, the same data and code{but}; "
             f"[results/{name}.json](results/{name}.json), `{r.get('started_with', r['command'])}`), "

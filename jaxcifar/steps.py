@@ -64,6 +64,9 @@ def compute_dtype(name: str | None) -> Any:
 WINOGRAD_MIN_WIDTH = 32
 
 
+CONV_NAMES = {"xla": "XLA", "winograd": "Winograd"}  # conv_algorithm's answers, as the README and the log name them
+
+
 def conv_algorithm(name: str | None, width: int, platform: str | None = None) -> str:
     """The convolutions: None is "winograd" on CPU from width 32 on, else "xla" (on GPU/TPU cuDNN picks its own).
 

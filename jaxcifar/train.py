@@ -490,10 +490,11 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
     test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False)
     steps = steps_lib.compile_run_steps(config, state, mesh, schedule)
     test_batches = steps_lib.device_eval_batches(test_loader.epoch(0), config.batch_size, mesh)
-    conv = {"xla": "XLA", "winograd": "Winograd"}[steps_lib.conv_algorithm(config.conv, config.width)]
+    conv = steps_lib.conv_algorithm(config.conv, config.width)
     say(
         f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
-        f"ResNet-9 width {config.width}, {np.dtype(steps_lib.compute_dtype(config.dtype)).name}, {conv} convolutions; "
+        f"ResNet-9 width {config.width}, {np.dtype(steps_lib.compute_dtype(config.dtype)).name}, "
+        f"{steps_lib.CONV_NAMES[conv]} convolutions; "
         f"{jax.devices()[0].device_kind} x{mesh.devices.size}; "
         f"LR {config.lr_min:.4g} -> {config.lr_max:.4g} at epoch {config.peak:.3g} -> {config.lr_min:.4g}; "
         f"{config.epochs} epochs of {steps_per_epoch} steps; compiled in {steps.compile_seconds:.1f} s; "
@@ -549,7 +550,7 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
         except KeyboardInterrupt:
             status = "interrupted"
             message = f"Interrupted; the last checkpoint is in {ckpt.directory} (resume with --resume)."
-    extra = {"compile_seconds": steps.compile_seconds, "conv": steps_lib.conv_algorithm(config.conv, config.width)}
+    extra = {"compile_seconds": steps.compile_seconds, "conv": conv}
     if status == "interrupted":
         extra["stopped_by"] = stop.signal or "SIGINT"  # None: Python's own Ctrl-C, outside the main thread
     return log.summary(config, status, message, extra)
