@@ -35,6 +35,7 @@ from jaxcifar.augment import AUGMENTERS, CUTOUT_PLACEMENTS, AugmentConfig
 DTYPES = ("float32", "bfloat16")
 KERNEL_GRADS = ("xla", "taps")
 CONVS = ("xla", "winograd")
+BATCH_NORMS = ("flax", "matvec")
 LR_RULES = ("accuracy", "accuracy-raw", "steepest", "min-loss", "valley", "plateau")  # LR_MAX, see jaxcifar.lr_range
 LR_MIN_RULES = ("div", "rise", "min-loss")  # LR_MIN when lr_min is None
 LR_RANGE_MODES = ("exp", "linear")
@@ -105,6 +106,7 @@ class TrainConfig:
     logit_scale: float = 1.0  # logits multiplier (cifar10-fast: 0.125)
     kernel_grad: str | None = None  # conv kernel gradient: xla | taps (nine matmuls); None: xla
     conv: str | None = None  # xla | winograd (F(4x4, 3x3)); None: winograd on CPU from width 32, else xla
+    batch_norm: str | None = None  # BatchNorm's sums: flax | matvec; None: matvec on CPU from width 32, else flax
     # Optimisation
     epochs: int = 24
     batch_size: int = 512  # images per step (global, over all devices)
@@ -226,6 +228,7 @@ class TrainConfig:
             ("dtype", DTYPES),
             ("kernel_grad", KERNEL_GRADS),
             ("conv", CONVS),
+            ("batch_norm", BATCH_NORMS),
             ("augment", AUGMENTERS),
             ("lr_range_rule", LR_RULES),
             ("lr_min_rule", LR_MIN_RULES),
@@ -301,6 +304,7 @@ class TrainConfig:
         # Written before --conv existed, when XLA's convolutions were the only ones: a
         # resumed run keeps them, so its steps stay those it began with.
         obj.setdefault("conv", "xla")
+        obj.setdefault("batch_norm", "flax")  # likewise before --batch-norm: Flax's BatchNorm
         return cls(**obj)
 
 
@@ -379,6 +383,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         metavar="{auto,xla,winograd}",
         help="convolutions after the first: XLA's, or Winograd's F(4x4, 3x3) (default: auto = winograd on CPU "
         "from width 32 on, else xla)",
+    )
+    add(
+        g,
+        "batch_norm",
+        type=_choice_or_auto(BATCH_NORMS),
+        metavar="{auto,flax,matvec}",
+        help="BatchNorm's batch sums: Flax's layer, or matrix-vector products with their own gradient (the same "
+        "numbers to float rounding; default: auto = matvec on CPU from width 32 on, else flax)",
     )
     g = parser.add_argument_group("optimisation")
     add(g, "batch_size", type=int, help=f"global batch, split over the devices (default: {d.batch_size})")

@@ -225,17 +225,17 @@ def block_lr_rules_quick(root: Path) -> str:
     )
 
 
-STEP_NAMES = {  # (dtype, kernel gradient, convolutions)
-    ("float32", "xla", "winograd"): "jaxcifar float32, Winograd's convolutions",
-    ("bfloat16", "xla", "winograd"): "jaxcifar bfloat16, Winograd's convolutions (computed in float32)",
-    ("float32", "xla", "xla"): "jaxcifar float32, XLA's convolutions",
-    ("bfloat16", "xla", "xla"): "jaxcifar bfloat16, XLA's convolutions",
-    ("float32", "taps", "xla"): "jaxcifar float32, XLA's convolutions, nine-matmul kernel gradient",
-}
-
-
-def _step_kind(step: dict) -> tuple[str, str, str]:
-    return step["dtype"], step["kernel_grad"], step["conv"]
+def _step_name(step: dict, default: dict) -> str:
+    """A benchmarked step's row name: its compute type, convolutions, and what else differs from `default`'s."""
+    name = f"jaxcifar {step['dtype']}, {steps.CONV_NAMES[step['conv']]}'s convolutions"
+    if step["dtype"] == "bfloat16" and step["conv"] == "winograd":
+        name += " (computed in float32)"
+    if step["kernel_grad"] == "taps":
+        name += ", nine-matmul kernel gradient"
+    bn = step.get("batch_norm", "flax")  # benchmarks from before --batch-norm: Flax's
+    if bn != default.get("batch_norm", "flax"):
+        name += f", {steps.BATCH_NORM_NAMES[bn]} BatchNorm"
+    return name
 
 
 def block_bench_cpu(root: Path) -> str:
@@ -245,7 +245,7 @@ def block_bench_cpu(root: Path) -> str:
         ours = [s for s in r["steps"] if s["batch_size"] == b]
         base = ours[0]["train_images_per_s"]  # the benchmark measures the default float32 step first
         for s in ours:
-            name = STEP_NAMES[_step_kind(s)] + (" (the CPU default)" if s is ours[0] else "")
+            name = _step_name(s, ours[0]) + (" (the CPU default)" if s is ours[0] else "")
             rows.append([str(b), name, f"{s['train_images_per_s']:.1f}", f"{s['train_images_per_s'] / base:.2f}x"])
         for t in (t for t in r.get("torch", []) if t["batch_size"] == b and "images_per_s" in t):
             rows.append(
@@ -556,16 +556,32 @@ def figure_cpu24_runs(root: Path) -> Path | None:
     return path
 
 
-def run_conv(r: dict) -> str:
-    """The convolutions a committed run's steps used: "xla" or "winograd".
+def run_kernels(r: dict) -> dict[str, str]:
+    """How a committed run's steps computed: {"conv": "xla" | "winograd", "batch_norm": "flax" | "matvec"}.
 
-    Read from the summary (train records it); in older records, worked out from the config
-    (read as a resumed run reads it: XLA's before --conv) and the platform, as the run did.
+    Read from the summary (train records both); in older records, worked out from the config
+    (read as a resumed run reads it: XLA's convolutions before --conv, Flax's BatchNorm before
+    --batch-norm) and the platform, as the run did.
     """
-    if "conv" in r:
-        return r["conv"]
     config = TrainConfig.from_json(r.get("config", {}))
-    return steps.conv_algorithm(config.conv, config.width, r.get("platform"))
+    platform = r.get("platform")
+    return {
+        "conv": r.get("conv") or steps.conv_algorithm(config.conv, config.width, platform),
+        "batch_norm": r.get("batch_norm") or steps.batch_norm_kind(config.batch_norm, config.width, platform),
+    }
+
+
+def _kernels_but(r: dict, recipe: dict) -> str:
+    """What a run computed otherwise than the recipe's: ", but Winograd's convolutions, the recipe's run XLA's"."""
+    ours, theirs = run_kernels(r), run_kernels(recipe)
+    mine, its = [], []
+    if ours["conv"] != theirs["conv"]:
+        mine.append(f"{steps.CONV_NAMES[ours['conv']]}'s convolutions")
+        its.append(f"{steps.CONV_NAMES[theirs['conv']]}'s")
+    if ours["batch_norm"] != theirs["batch_norm"]:
+        mine.append(f"{steps.BATCH_NORM_NAMES[ours['batch_norm']]} BatchNorm sums")
+        its.append(steps.BATCH_NORM_NAMES[theirs["batch_norm"]])
+    return f", but {' and '.join(mine)}, the recipe's run {' and '.join(its)}" if mine else ""
 
 
 def block_cpu24_why(root: Path) -> str:
@@ -598,11 +614,8 @@ def block_cpu24_why(root: Path) -> str:
         acc = np.asarray(r["epochs"]["test_accuracy"])
         n = len(acc)
         original = np.asarray(ORIGINAL_TEST_ACCURACY[:n]) / 100
-        # Other convolutions compute the same sums, rounded otherwise: a trajectory of its own.
-        conv, recipe_conv = run_conv(r), run_conv(recipe)
-        but = ""
-        if conv != recipe_conv:
-            but = f", but {steps.CONV_NAMES[conv]}'s convolutions, the recipe's run {steps.CONV_NAMES[recipe_conv]}'s"
+        # Other convolutions or BatchNorm sums compute the same, rounded otherwise: a trajectory of its own.
+        but = _kernels_but(r, recipe)
         text += (
             f"\nWith {label}, and nothing else changed (seed 0, the same data and code{but}; "
             f"[results/{name}.json](results/{name}.json), `{r.get('started_with', r['command'])}`), "

@@ -491,10 +491,11 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
     steps = steps_lib.compile_run_steps(config, state, mesh, schedule)
     test_batches = steps_lib.device_eval_batches(test_loader.epoch(0), config.batch_size, mesh)
     conv = steps_lib.conv_algorithm(config.conv, config.width)
+    batch_norm = steps_lib.batch_norm_kind(config.batch_norm, config.width)
     say(
         f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
         f"ResNet-9 width {config.width}, {np.dtype(steps_lib.compute_dtype(config.dtype)).name}, "
-        f"{steps_lib.CONV_NAMES[conv]} convolutions; "
+        f"{steps_lib.CONV_NAMES[conv]} convolutions, {steps_lib.BATCH_NORM_NAMES[batch_norm]} BatchNorm sums; "
         f"{jax.devices()[0].device_kind} x{mesh.devices.size}; "
         f"LR {config.lr_min:.4g} -> {config.lr_max:.4g} at epoch {config.peak:.3g} -> {config.lr_min:.4g}; "
         f"{config.epochs} epochs of {steps_per_epoch} steps; compiled in {steps.compile_seconds:.1f} s; "
@@ -550,7 +551,7 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
         except KeyboardInterrupt:
             status = "interrupted"
             message = f"Interrupted; the last checkpoint is in {ckpt.directory} (resume with --resume)."
-    extra = {"compile_seconds": steps.compile_seconds, "conv": conv}
+    extra = {"compile_seconds": steps.compile_seconds, "conv": conv, "batch_norm": batch_norm}
     if status == "interrupted":
         extra["stopped_by"] = stop.signal or "SIGINT"  # None: Python's own Ctrl-C, outside the main thread
     return log.summary(config, status, message, extra)

@@ -4,6 +4,8 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice.py pipeline OUT
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice.py steps OUT 8 COORD N ID
 
+MULTIDEVICE_BATCH_NORM=matvec runs `steps` with BatchNorm's sums as matrix-vector products.
+
 XLA_FLAGS must be set before JAX starts, hence separate processes. Each mode
 prints one line "RESULT <json>".
 """
@@ -52,7 +54,7 @@ def steps(out: Path, devices: int | None = None) -> dict:
     y = rng.integers(0, 10, size=(STEPS, 64)).astype(np.int32)
     mesh = parallel.make_mesh(devices)
     schedule = optax.constant_schedule(0.05)
-    model = ResNet9(width=4)
+    model = ResNet9(width=4, batch_norm=os.environ.get("MULTIDEVICE_BATCH_NORM", "flax"))
     state = steps_lib.create_train_state(model, steps_lib.make_optimizer(schedule), jax.random.key(0))
     state = parallel.put_replicated(state, mesh)
     compiled = steps_lib.compile_steps(state, mesh, 64, schedule)

@@ -16,10 +16,11 @@ def test_benchmark_writes_its_record(tmp_path):
     result = benchmark.main([*TINY, "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["platform"] == "cpu" and saved["settings"]["batch_size"] == [16] and saved["skipped"] == []
-    # at width 4 XLA's convolutions are the default (first), Winograd's the other
-    kinds = [(s["dtype"], s["kernel_grad"], s["conv"]) for s in saved["steps"]]
-    assert kinds == [("float32", "xla", "xla"), ("bfloat16", "xla", "xla"), ("float32", "xla", "winograd"),
-                     ("float32", "taps", "xla")]  # fmt: skip
+    # at width 4 XLA's convolutions and Flax's BatchNorm are the default (first), then the others
+    kinds = [(s["dtype"], s["kernel_grad"], s["conv"], s["batch_norm"]) for s in saved["steps"]]
+    assert kinds == [("float32", "xla", "xla", "flax"), ("bfloat16", "xla", "xla", "flax"),
+                     ("float32", "xla", "winograd", "flax"), ("float32", "xla", "xla", "matvec"),
+                     ("float32", "taps", "xla", "flax")]  # fmt: skip
     assert all(s["train_images_per_s"] > 0 and s["compile_s"] > 0 for s in saved["steps"])
     forward = 2 * 32 * 32 * 9 * (3 * 4 + 5 * 4 * 8) + 2 * 32 * 10  # FLOPs per image at width 4: 3,170,944
     for s in saved["steps"]:  # derived: a step is 3x the forward; the recipe is 24 x 97 x 512 images
@@ -37,7 +38,7 @@ def test_benchmark_budget_skips_later_sections_but_keeps_what_it_measured(tmp_pa
     benchmark.main([*TINY, "--budget", "0", "--out", str(out)])
     saved = json.loads(out.read_text())
     # A budget of 0 s: the first section starts late already; everything is skipped and named.
-    assert saved["steps"] == [] and "jax step float32 auto auto b16" in saved["skipped"]
+    assert saved["steps"] == [] and "jax step float32 auto auto auto b16" in saved["skipped"]
     assert "host augmentation" in saved["skipped"] and "skipped (past the 0 s budget)" in capsys.readouterr().out
 
 

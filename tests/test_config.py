@@ -74,6 +74,9 @@ def test_config_json_round_trip_and_earlier_versions():
     # runs from before --conv used XLA's convolutions, and resume with them; new runs say what they asked
     assert TrainConfig.from_json({k: v for k, v in old.items() if k != "conv"}).conv == "xla"
     assert TrainConfig.from_json(TrainConfig().to_json()).conv is None
+    # likewise Flax's BatchNorm before --batch-norm
+    assert TrainConfig.from_json({k: v for k, v in old.items() if k != "batch_norm"}).batch_norm == "flax"
+    assert TrainConfig.from_json(TrainConfig().to_json()).batch_norm is None
     old_fast = {**old, "recipe": "cifar10-fast", **RECIPES["cifar10-fast"], "lr_max": 0.3}
     assert TrainConfig.from_json(old_fast).overrides == ("lr_max",)
     with pytest.raises(ValueError, match=r"unknown config keys \['speed'\]"):
@@ -88,7 +91,8 @@ def test_config_json_round_trip_and_earlier_versions():
         TrainConfig(width=8, nesterov=True, progress=False, gradcam=False, lr_range_iters=50, lr_div=20.0),
         TrainConfig(dtype="bfloat16", kernel_grad="xla", peak_epoch=4.0, augment="device", data="synthetic"),
         TrainConfig(conv="xla", kernel_grad="taps"),
-        TrainConfig(conv="winograd"),
+        TrainConfig(conv="winograd", batch_norm="matvec"),
+        TrainConfig(batch_norm="flax"),
         TrainConfig.create(quick=True, n_train=640, lr_range_rule="min-loss", checkpoint_every=0),
         TrainConfig(lr_range_rule="valley", lr_min_rule="rise", lr_min_fraction=0.25),
         TrainConfig(flip_prob=0.7, cutout_prob=0.5, cutout_placement="clip"),
@@ -152,6 +156,7 @@ def test_help_shows_every_flag_with_its_default(capsys):
         ({"lr_max": 0.1, "lr_min_rule": "rise"}, "lr-min-rule rise reads an LR range test"),
         ({"dtype": "float16"}, "dtype must be one of ('float32', 'bfloat16'), got 'float16'"),
         ({"conv": "fft"}, "conv must be one of ('xla', 'winograd'), got 'fft'"),
+        ({"batch_norm": "welford"}, "batch-norm must be one of ('flax', 'matvec'), got 'welford'"),
         ({"recipe": "page"}, "recipe must be one of ('original', 'cifar10-fast'), got 'page'"),
         ({"resume": True}, "--resume continues the run in --out"),
     ],

@@ -186,18 +186,31 @@ def test_a_finished_investigation_run_gets_its_swing_and_the_bar(tmp_path):
     assert "points an epoch" not in evidence.block_cpu24_why(tmp_path)  # epochs 6-19 not all there yet
 
 
-def test_a_run_with_other_convolutions_than_the_recipes_says_so(tmp_path):
+def test_a_run_with_other_convolutions_or_batch_norm_than_the_recipes_says_so(tmp_path):
     write_sweep_and_recipe(tmp_path, 0.0781, [0.5] * 24, [2.0] + [1.0] * 23)  # no config: before --conv
     name, _, _ = investigation.CPU24_EXPERIMENTS[0]
     run = {"status": "interrupted", "command": "c", "epochs": {"test_accuracy": [0.5], "train_loss": [1.0]}}
-    run |= {"platform": "cpu", "config": {"conv": None, "width": 64}}  # the default: Winograd's on CPU at width 64
+    run |= {"platform": "cpu", "config": {"conv": None, "width": 64}}  # before --batch-norm: Flax's
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
-    assert [evidence.run_conv(r) for r in (run, {**run, "platform": "gpu"}, {**run, "conv": "xla"}, {})] == [
-        "winograd", "xla", "xla", "xla"
+    kinds = [evidence.run_kernels(r) for r in (run, {**run, "platform": "gpu"}, {**run, "conv": "xla"}, {})]
+    assert [(k["conv"], k["batch_norm"]) for k in kinds] == [
+        ("winograd", "flax"), ("xla", "flax"), ("xla", "flax"), ("xla", "flax")
     ]  # fmt: skip
     made = evidence.block_cpu24_why(tmp_path)
     assert "the same data and code, but Winograd's convolutions, the recipe's run XLA's; [results/" in made
-    run["config"]["width"] = 16  # XLA's below width 32, as the recipe's
+    run["config"]["batch_norm"] = None  # today's default on CPU at width 64: the matrix-vector sums
+    assert evidence.run_kernels(run)["batch_norm"] == "matvec"
+    assert evidence.run_kernels({**run, "platform": "gpu"})["batch_norm"] == "flax"
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
+    assert (
+        "the same data and code, but Winograd's convolutions and matrix-vector BatchNorm sums, the recipe's run "
+        "XLA's and Flax's; [results/"
+    ) in evidence.block_cpu24_why(tmp_path)
+    (tmp_path / "results" / f"{name}.json").write_text(json.dumps({**run, "conv": "xla"}))  # the summary says
+    assert "code, but matrix-vector BatchNorm sums, the recipe's run Flax's; [results/" in (
+        evidence.block_cpu24_why(tmp_path)
+    )
+    run["config"]["width"] = 16  # XLA's and Flax's below width 32, as the recipe's
     (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
     assert "the same data and code; [results/" in evidence.block_cpu24_why(tmp_path)
 

@@ -27,10 +27,10 @@ def env_with(devices: int) -> dict:
     return env
 
 
-def run(args, devices, timeout=300) -> dict:
+def run(args, devices, timeout=300, **env) -> dict:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), *map(str, args)],
-        env=env_with(devices),
+        env={**env_with(devices), **env},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -98,6 +98,15 @@ def test_a_step_over_8_devices_matches_1_device(eight_devices):
     # numbers as one device, to float rounding (measured 1.7e-6 apart; BatchNorm
     # over each device's 8 images instead would give another loss altogether).
     assert distance(tmp / "d8-step1.npz", tmp / "d1-step1.npz") < 2e-5
+    np.testing.assert_allclose(r8["first_loss"], r1["first_loss"], rtol=1e-5)
+
+
+def test_matvec_batch_norm_over_8_devices_matches_1_device(tmp_path):
+    # The matrix-vector sums over a batch split along its rows: XLA sums each device's part
+    # and adds them up across devices, so the statistics stay those of the global batch.
+    r8 = run(["steps", tmp_path / "d8.npz"], devices=8, MULTIDEVICE_BATCH_NORM="matvec")
+    r1 = run(["steps", tmp_path / "d1.npz", 1], devices=8, MULTIDEVICE_BATCH_NORM="matvec")
+    assert distance(tmp_path / "d8-step1.npz", tmp_path / "d1-step1.npz") < 2e-5
     np.testing.assert_allclose(r8["first_loss"], r1["first_loss"], rtol=1e-5)
 
 

@@ -63,6 +63,7 @@ def test_a_tiny_run_writes_every_output(tiny_run):
     assert not list(out.rglob(".*.tmp"))  # atomic writes leave no temporaries
     assert summary["status"] == "completed" and summary["epochs_completed"] == 3
     assert summary["conv"] == "xla"  # the convolutions the steps used: XLA's below width 32
+    assert summary["batch_norm"] == "flax"  # and Flax's BatchNorm
     # Learnable data: high train accuracy after 3 tiny epochs, test far above chance (10%).
     assert summary["final_train_accuracy"] > 0.9 and summary["best_test_accuracy"] > 0.6
     metrics = read(out / "metrics.json")

@@ -59,7 +59,15 @@ class Compiled:
         self._steps: dict[tuple, tuple] = {}
 
     def get(self, config: TrainConfig):
-        key = (config.dtype, config.kernel_grad, config.conv, config.batch_size, config.augment, config.width)
+        key = (
+            config.dtype,
+            config.kernel_grad,
+            config.conv,
+            config.batch_norm,
+            config.batch_size,
+            config.augment,
+            config.width,
+        )
         if key not in self._steps:
             mesh = parallel.make_mesh(config.devices)
             state = parallel.put_replicated(steps_lib.initial_state(config, SCHEDULE), mesh)
@@ -99,6 +107,7 @@ def step_throughput(compiled: Compiled, config: TrainConfig, steps: int, warmup:
         "dtype": jnp.dtype(model.dtype).name,
         "kernel_grad": model.kernel_grad,
         "conv": model.conv,
+        "batch_norm": model.batch_norm,
         "batch_size": config.batch_size,
         "compile_s": run.compile_seconds,
         "train_images_per_s": rate,
@@ -251,21 +260,25 @@ def main(argv=None) -> dict:
         result["seconds"] = time.perf_counter() - start
         records.write_json(out, result)
 
-    # (dtype, kernel gradient, convolutions); None: the platform's default, measured first. On
-    # CPUs also the other convolutions, and XLA's with the nine-matmul kernel gradient.
+    # (dtype, kernel gradient, convolutions, BatchNorm's sums); None: the platform's default,
+    # measured first. On CPUs also the other convolutions, the other BatchNorm, and XLA's
+    # convolutions with the nine-matmul kernel gradient.
     other = "xla" if steps_lib.conv_algorithm(None, args.width) == "winograd" else "winograd"
-    variants = [("float32", None, None), ("bfloat16", None, None)]
-    variants += [("float32", None, other), ("float32", "taps", "xla")] if cpu else []
+    other_bn = "flax" if steps_lib.batch_norm_kind(None, args.width) == "matvec" else "matvec"
+    variants = [("float32", None, None, None), ("bfloat16", None, None, None)]
+    if cpu:
+        variants += [("float32", None, other, None), ("float32", None, None, other_bn)]
+        variants += [("float32", "taps", "xla", None)]
     result["steps"] = []
     for b in args.batch_size:
-        for dtype, grad, conv in variants:
-            cfg = dataclasses.replace(base, batch_size=b, dtype=dtype, kernel_grad=grad, conv=conv)
+        for dtype, grad, conv, bn in variants:
+            cfg = dataclasses.replace(base, batch_size=b, dtype=dtype, kernel_grad=grad, conv=conv, batch_norm=bn)
 
             def jax_step(cfg=cfg):
                 result["steps"].append(step_throughput(compiled, cfg, args.steps))
                 print_step(result["steps"][-1])
 
-            section(f"jax step {dtype} {grad or 'auto'} {conv or 'auto'} b{b}", jax_step)
+            section(f"jax step {dtype} {grad or 'auto'} {conv or 'auto'} {bn or 'auto'} b{b}", jax_step)
     result["torch"] = []
     if not args.no_torch:
         for b in args.batch_size:
@@ -305,7 +318,7 @@ def main(argv=None) -> dict:
 
 
 def print_step(s: dict) -> None:
-    name = f"jax {s['dtype']} conv {s['conv']} kernel-grad {s['kernel_grad']} b{s['batch_size']}"
+    name = f"jax {s['dtype']} conv {s['conv']} kernel-grad {s['kernel_grad']} bn {s['batch_norm']} b{s['batch_size']}"
     print(
         f"{name:<52} compile {s['compile_s']:6.1f} s  train {s['train_images_per_s']:>10,.1f} img/s  "
         f"eval {s['eval_images_per_s']:>10,.1f} img/s  {s['train_tflop_per_s']:6.2f} TFLOP/s  "

@@ -34,11 +34,22 @@ YNN_OFF = f"{YNN_FLAG}="
 # name: (what it is, environment, settings). "default" is jaxcifar as it ships.
 VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
     "default": (
-        "jaxcifar: Winograd F(4x4, 3x3) convolutions after prep, argmax max-pool gradient, YNNPACK off",
+        "jaxcifar: Winograd F(4x4, 3x3) convolutions after prep, BatchNorm's sums as matrix-vector products, "
+        "argmax max-pool gradient, YNNPACK off",
         {},
         {},
     ),
-    "xla-conv": ("XLA's Eigen convolutions (jaxcifar's CPU default before Winograd)", {}, {"conv": "xla"}),
+    "flax-batch-norm": (
+        "Flax's BatchNorm (XLA's windowed reductions; jaxcifar's CPU default before the matrix-vector sums)",
+        {},
+        {"batch_norm": "flax"},
+    ),
+    "xla-conv": ("XLA's Eigen convolutions", {}, {"conv": "xla"}),
+    "xla-conv-flax-batch-norm": (
+        "XLA's Eigen convolutions and Flax's BatchNorm (jaxcifar's CPU default before Winograd)",
+        {},
+        {"conv": "xla", "batch_norm": "flax"},
+    ),
     "ynnpack": ("XLA:CPU's default YNNPACK convolutions", {"JAXCIFAR_YNNPACK": "1"}, {"conv": "xla"}),
     "ynnpack-taps": (
         "YNNPACK convolutions, kernel gradient as nine matmuls",
