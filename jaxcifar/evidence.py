@@ -315,9 +315,9 @@ def block_conv_layers(root: Path) -> str:
     return (
         _table(header, rows) + f"\nXLA's convolutions take {t['all']['jax_ms']:.0f} ms of the "
         f"{step['jax_xla_ms']:.0f} ms training step that uses them ({100 * step['convolutions_share']:.0f}%); "
-        f"jaxcifar's step, with Winograd's convolutions after prep, took {step['jax_ms']:.0f} ms and PyTorch's "
+        f"jaxcifar's step as it ships (the variants table's first row) took {step['jax_ms']:.0f} ms and PyTorch's "
         f"channels-last step {step['torch_channels_last_ms']:.0f} ms in the same run. Outside the convolutions, the "
-        f"step with XLA's spends {step['jax_xla_ms'] - t['all']['jax_ms']:.0f} ms, PyTorch's "
+        f"step with XLA's (otherwise as it ships) spends {step['jax_xla_ms'] - t['all']['jax_ms']:.0f} ms, PyTorch's "
         f"{step['torch_channels_last_ms'] - t['all']['torch_ms']:.0f} ms. XLA's and PyTorch's convolutions computed "
         f"the same numbers (largest difference {worst:.1e} of the largest value), Winograd's came within "
         f"{winograd_worst:.1e} of XLA's "

@@ -349,9 +349,9 @@ class MatvecBatchNorm(nn.Module):
     with its batch sums as matrix-vector products (`batch_norm_train`).
 
     XLA:CPU reduces BatchNorm's statistics and their gradients in windows, slowly: on the
-    2-core development CPU they took a sixth of the training step at batch 512, and this
-    layer made the step 1.17x as fast (results/cpu-step-variants.json has the figure of the
-    committed code). Statistics and outputs in float32, the outputs then cast to `dtype`.
+    2-core development CPU the step without them ran 1.2x as fast, and this layer made the
+    training step at batch 512 1.14x as fast (results/cpu-step-variants.json; 1.19x in
+    results/benchmark-cpu.json). Statistics and outputs in float32, the outputs cast to `dtype`.
     """
 
     use_running_average: bool = False

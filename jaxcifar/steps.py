@@ -82,8 +82,8 @@ def batch_norm_kind(name: str | None, width: int, platform: str | None = None) -
     """BatchNorm's sums: None is "matvec" on CPU from width 32 on, else "flax".
 
     On the 2-core development CPU the matrix-vector sums made the training step at batch
-    512 and width 64 1.17x as fast (model.MatvecBatchNorm); on GPU/TPU XLA's own
-    reductions fuse with their neighbours. Below width 32 Flax's stay, as in the committed
+    512 and width 64 1.14x as fast (model.MatvecBatchNorm, results/cpu-step-variants.json);
+    on GPU/TPU XLA's own reductions fuse with their neighbours. Below width 32 Flax's stay, as in the committed
     width-16 runs (--quick, the JPEG study), like XLA's convolutions there.
     platform: "cpu", "gpu", "tpu" (a run's recorded platform); None: this process's.
     """
