@@ -306,16 +306,22 @@ def test_winograd_convolution_and_its_gradients_match_the_definition(side):
         assert error < 1e-5, (name, error)  # F(4x4, 3x3)'s rounding in float32; a wrong transform is O(1)
 
 
-def test_winograd_model_has_the_same_parameters_and_close_outputs():
-    model_x, variables = tiny_variables(width=4)
-    model_w = ResNet9(width=4, conv="winograd")
-    assert jax.tree.map(jnp.shape, init_variables(model_w, jax.random.key(0))) == jax.tree.map(jnp.shape, variables)
+def assert_computes_as_the_default(model, stats_atol):
+    """A tiny network computed otherwise: the default's parameter shapes, and its logits and
+    BatchNorm statistics to float rounding, in eval and train mode. Returns (variables, images)."""
+    default, variables = tiny_variables(width=4)
+    assert jax.tree.map(jnp.shape, init_variables(model, jax.random.key(0))) == jax.tree.map(jnp.shape, variables)
     x = random_images(8)
     for train in (False, True):
-        (lx, sx), (lw, sw) = forward(model_x, variables, x, train), forward(model_w, variables, x, train)
-        np.testing.assert_allclose(np.asarray(lw), np.asarray(lx), rtol=1e-4, atol=1e-5)
-        for a, b in zip(jax.tree.leaves(sw), jax.tree.leaves(sx)):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+        (want, want_stats), (got, stats) = forward(default, variables, x, train), forward(model, variables, x, train)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+        for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(want_stats)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=stats_atol)
+    return variables, x
+
+
+def test_winograd_model_has_the_same_parameters_and_close_outputs():
+    variables, x = assert_computes_as_the_default(ResNet9(width=4, conv="winograd"), stats_atol=1e-5)
     # bfloat16 models compute Winograd's convolutions in float32 and hand back bfloat16
     model_b = ResNet9(width=4, conv="winograd", dtype=jnp.bfloat16)
     intermediates = model_lib.intermediates(model_b, variables, x)
@@ -408,15 +414,8 @@ def test_batch_norm_train_gradient_at_batch_512_is_closer_to_float64_than_flaxs(
 
 
 def test_matvec_batch_norm_model_is_flaxs_to_float_rounding():
-    model_f, variables = tiny_variables(width=4)
-    model_m = ResNet9(width=4, batch_norm="matvec")
-    assert jax.tree.map(jnp.shape, init_variables(model_m, jax.random.key(0))) == jax.tree.map(jnp.shape, variables)
-    x = random_images(8)
-    for train in (False, True):
-        (lf, sf), (lm, sm) = forward(model_f, variables, x, train), forward(model_m, variables, x, train)
-        np.testing.assert_allclose(np.asarray(lm), np.asarray(lf), rtol=1e-4, atol=1e-5)
-        for a, b in zip(jax.tree.leaves(sm), jax.tree.leaves(sf)):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    model_f, model_m = ResNet9(width=4), ResNet9(width=4, batch_norm="matvec")
+    variables, x = assert_computes_as_the_default(model_m, stats_atol=1e-6)
     labels = jnp.arange(8) % 10
 
     def grads(model):
