@@ -66,7 +66,7 @@ import jax
 import numpy as np
 
 from jaxcifar import config as config_lib
-from jaxcifar import parallel, plots, records
+from jaxcifar import exec_with_huge_pages, parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import Progress, StopRequest, say
@@ -463,4 +463,5 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    exec_with_huge_pages("jaxcifar.lr_range", sys.argv[1:])
     main()

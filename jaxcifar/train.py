@@ -37,7 +37,7 @@ import jax
 import numpy as np
 
 from jaxcifar import config as config_lib
-from jaxcifar import gradcam, lr_range, parallel, plots, records
+from jaxcifar import exec_with_huge_pages, gradcam, lr_range, parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
@@ -585,4 +585,5 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    exec_with_huge_pages("jaxcifar.train", sys.argv[1:])
     main()

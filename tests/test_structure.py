@@ -176,3 +176,34 @@ def test_importing_jaxcifar_switches_ynnpack_off_on_cpu_and_keeps_the_users_flag
     assert run_python(shown, own).split() == [own]  # a user's own choice stays
     kept = run_python("import os; os.environ['JAXCIFAR_YNNPACK'] = '1'; import jaxcifar; " + CONV_HLO, None)
     assert kept.strip() == "True"  # JAXCIFAR_YNNPACK=1: JAX's default
+
+
+def test_the_commands_start_again_once_with_huge_pages_on_linux(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    import jaxcifar
+
+    calls = []
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("JAXCIFAR_HUGE_PAGES", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    jaxcifar.exec_with_huge_pages("jaxcifar.train", ["--quick"], execve=lambda *a: calls.append(a))
+    ((path, argv, env),) = calls
+    assert path == sys.executable and argv == [sys.executable, "-m", "jaxcifar.train", "--quick"]
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1" and env["PATH"] == os.environ["PATH"]
+    calls.clear()
+    for name, value in (("GLIBC_TUNABLES", "glibc.malloc.arena_max=2"), ("JAXCIFAR_HUGE_PAGES", "0")):
+        with monkeypatch.context() as m:  # the user's own tunables, or the switch off: no restart
+            m.setenv(name, value)
+            jaxcifar.exec_with_huge_pages("jaxcifar.train", [], execve=lambda *a: calls.append(a))
+    monkeypatch.setattr(sys, "platform", "darwin")
+    jaxcifar.exec_with_huge_pages("jaxcifar.train", [], execve=lambda *a: calls.append(a))
+    assert calls == []
+    monkeypatch.undo()
+    if sys.platform == "linux":  # the real restart: the module runs in the same process, with the variable
+        code = "from jaxcifar import exec_with_huge_pages as e; e('jaxcifar.model', ['--width', '4'])"
+        env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JAXCIFAR_HUGE_PAGES")}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert "Total params: 26,340" in done.stdout
