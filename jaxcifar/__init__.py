@@ -39,9 +39,10 @@ if YNN_FLAG not in os.environ.get("XLA_FLAGS", "") and os.environ.get("JAXCIFAR_
 
 # XLA:CPU takes the step's large temporaries from glibc's malloc afresh every step, and
 # the kernel hands them over 4 KB at a time: at width 64 and batch 512 on the 2-core
-# development CPU, 640,000 page faults and 1.4 s of kernel time per training step. With
-# glibc asking for transparent huge pages (madvise), 32,000 faults and 0.4 s: the step
-# 1.11x as fast (4.18 -> 3.76 s, timed ad hoc), its numbers unchanged.
+# development CPU, 640,000 page faults and 1.3 s of kernel time per training step. With
+# glibc asking for transparent huge pages (madvise), 15,000-28,000 faults and 0.5-0.65 s:
+# the step 1.09x as fast (4.26 -> 3.92 s, the medians of 3 interleaved rounds of 5 steps,
+# one process each, timed ad hoc), its numbers unchanged.
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
