@@ -432,20 +432,14 @@ class ConvBN(nn.Module):
         x = Conv3x3(self.features, dtype=self.dtype, kernel_grad=self.kernel_grad, conv=self.conv, name="conv")(x)
         if self.pool:
             x = max_pool2(x)
-        if self.batch_norm == "matvec":
-            return nn.relu(MatvecBatchNorm(use_running_average=not train, dtype=self.dtype, name="bn")(x))
-        x = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=self.dtype,
-            # Variance as the mean of squared deviations, as PyTorch computes it, not
-            # E[x^2] - E[x]^2 (Flax's default): over a batch of 512 the float32 sums
-            # cancel, and the step's gradient was 1.9e-3 away from float64's (9e-5 with
-            # this), for 4% of the CPU step's time.
-            use_fast_variance=False,
-            name="bn",
-        )(x)
+        # Variance as the mean of squared deviations, as PyTorch computes it, not
+        # E[x^2] - E[x]^2 (Flax's default): over a batch of 512 the float32 sums
+        # cancel, and the step's gradient was 1.9e-3 away from float64's (9e-5 with
+        # this), for 4% of the CPU step's time. MatvecBatchNorm computes it so too.
+        norm = (
+            MatvecBatchNorm if self.batch_norm == "matvec" else functools.partial(nn.BatchNorm, use_fast_variance=False)
+        )
+        x = norm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name="bn")(x)
         return nn.relu(x)
 
 

@@ -74,7 +74,7 @@ def conv_algorithm(name: str | None, width: int, platform: str | None = None) ->
     platform: "cpu", "gpu", "tpu" (a run's recorded platform); None: this process's.
     """
     if name is None:
-        return "winograd" if (platform or jax.default_backend()) == "cpu" and width >= WINOGRAD_MIN_WIDTH else "xla"
+        return "winograd" if _cpu_kernels(width, platform) else "xla"
     return name
 
 
@@ -83,13 +83,18 @@ def batch_norm_kind(name: str | None, width: int, platform: str | None = None) -
 
     On the 2-core development CPU the matrix-vector sums made the training step at batch
     512 and width 64 1.14x as fast (model.MatvecBatchNorm, results/cpu-step-variants.json);
-    on GPU/TPU XLA's own reductions fuse with their neighbours. Below width 32 Flax's stay, as in the committed
-    width-16 runs (--quick, the JPEG study), like XLA's convolutions there.
+    on GPU/TPU XLA's own reductions fuse with their neighbours. Below width 32 Flax's stay,
+    as in the committed width-16 runs (--quick, the JPEG study), like XLA's convolutions there.
     platform: "cpu", "gpu", "tpu" (a run's recorded platform); None: this process's.
     """
     if name is None:
-        return "matvec" if (platform or jax.default_backend()) == "cpu" and width >= WINOGRAD_MIN_WIDTH else "flax"
+        return "matvec" if _cpu_kernels(width, platform) else "flax"
     return name
+
+
+def _cpu_kernels(width: int, platform: str | None) -> bool:
+    """Whether the automatic choices take jaxcifar's own CPU kernels: on CPU, from WINOGRAD_MIN_WIDTH on."""
+    return (platform or jax.default_backend()) == "cpu" and width >= WINOGRAD_MIN_WIDTH
 
 
 def make_model(config: TrainConfig) -> ResNet9:
