@@ -2,6 +2,8 @@
 
 import builtins
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -265,3 +267,26 @@ def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp
     with pytest.raises(SystemExit) as exc:
         cpu_variants.main([*argv, "--variants", "fast", "--force"])
     assert exc.value.code == 2
+
+
+def test_a_variant_at_a_git_revision_runs_that_revisions_code_in_the_same_run(tmp_path, capsys):
+    from jaxcifar.bench import cpu_variants
+
+    if not (cpu_variants.SOURCE.parent / ".git").exists():
+        pytest.skip("needs a git checkout of jaxcifar (this copy has no .git)")
+    head, when = cpu_variants.revision("HEAD")
+    assert len(head) == 40 and re.fullmatch(r"[0-9a-f]{7} of \d{4}-\d{2}-\d{2}", when)
+    exported = cpu_variants.export_revision(head, tmp_path)
+    assert (exported / "jaxcifar" / "model.py").is_file() and not (exported / "tests").exists()
+    copy = tmp_path / "copy"  # this working tree's code, whose worker says where it ran from
+    shutil.copytree(cpu_variants.SOURCE, copy / "jaxcifar", ignore=shutil.ignore_patterns("__pycache__"))
+    measured = cpu_variants.run_variant("default", 8, 1, 4, copy)
+    assert measured["jaxcifar"] == str(copy / "jaxcifar") and measured["images_per_s"] > 0
+    argv = ["--batch-size", "8", "--width", "4", "--steps", "1", "--rounds", "1", "--no-torch"]
+    rows = cpu_variants.main([*argv, "--variants", "default,default@HEAD"])["rows"]
+    assert [r["variant"] for r in rows] == ["default", "default@HEAD"] and rows[1]["revision"] == head
+    assert rows[1]["what"] == f"{cpu_variants.VARIANTS['default'][0]}, as at commit {when}"
+    with pytest.raises(SystemExit) as exc:
+        cpu_variants.main([*argv, "--variants", "default@no-such-revision"])
+    assert exc.value.code == 2
+    assert "error: variant @no-such-revision: no such commit in " in capsys.readouterr().err

@@ -96,6 +96,30 @@ def test_an_investigation_run_gets_a_column_and_a_row_that_says_how_far_it_got(t
     assert "stopped after epoch 2 of 3" in rows and "| 60.00% / 49.52% | 50.00% | 0.0444 / 0.0078 |" in rows
 
 
+def test_the_time_block_takes_each_runs_median_epoch_and_judges_todays_kernels_by_the_goal(tmp_path):
+    assert evidence.block_cpu24_time(tmp_path) == "No 24-epoch CPU run is committed yet.\n"
+    (tmp_path / "results").mkdir()
+
+    def write(name, seconds, eval_seconds, conv, batch_norm):
+        epochs = {"seconds": seconds, "eval_seconds": eval_seconds, "test_accuracy": [0.5] * len(seconds)}
+        run = {"epochs": epochs, "config": {"epochs": 24}, "status": "completed", "platform": "cpu"}
+        run |= {"conv": conv, "batch_norm": batch_norm}
+        (tmp_path / "results" / f"{name}.json").write_text(json.dumps(run))
+
+    write("cpu-24", [400.0, 410.0, 900.0], [40.0, 42.0, 80.0], "xla", "flax")  # medians 410 and 42
+    name, label, _ = investigation.CPU24_EXPERIMENTS[0]
+    write(name, [360.0, 367.0, 380.0, 700.0], [46.0, 43.0, 44.0, 60.0], "winograd", "matvec")  # 373.5, 45
+    made = evidence.block_cpu24_time(tmp_path)
+    assert "| the recipe ([results/cpu-24.json](results/cpu-24.json)) | XLA, Flax's | 410 | 42 | 3.01 |" in made
+    # 24 * (373.5 + 45) / 3600 = 2.79 h, 7% under 3; the recipe's kernels are not today's: no sentence for it
+    short = evidence._short(label)
+    assert f"| {short} ([results/{name}.json](results/{name}.json)) | Winograd, matrix-vector |" in made
+    assert "| 374 | 45 | 2.79 |" in made and made.count("With today's CPU defaults") == 1
+    assert f"the run with {short} makes 24 epochs 2.79 hours: 7% under the goal of 3.\n" in made
+    write(name, [420.0], [50.0], "winograd", "matvec")  # 24 * 470 / 3600 = 3.13 h
+    assert "makes 24 epochs 3.13 hours: 4% over the goal of 3." in evidence.block_cpu24_time(tmp_path)
+
+
 def test_the_cifar10_fast_run_brings_pages_logged_run_into_the_table(tmp_path):
     (tmp_path / "results").mkdir()
     epochs = {"test_accuracy": [0.3141, 0.479], "seconds": [400.0] * 2, "eval_seconds": [40.0] * 2}

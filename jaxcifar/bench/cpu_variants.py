@@ -7,6 +7,11 @@ take effect before JAX starts), in interleaved rounds, so a slow minute of the
 machine falls on every variant alike; the figure kept is each variant's best
 round. PyTorch's eager and channels-last steps of the same network join the same
 run where torch is installed. Ratios are to jaxcifar's step as it ships.
+
+A variant written NAME@REV is that variant as jaxcifar computed it at git revision
+REV (exported from this checkout), timed in the same run: this shared machine's
+speed changes from day to day, so an old figure says little about an old commit,
+and only one run can compare commits.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -27,10 +35,11 @@ from jaxcifar import YNN_FLAG, model, parallel, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.bench import benchmark
 from jaxcifar.config import TrainConfig
-from jaxcifar.errors import entry_point
+from jaxcifar.errors import UsageError, entry_point
 from jaxcifar.schedule import one_cycle
 
 YNN_OFF = f"{YNN_FLAG}="
+SOURCE = Path(__file__).resolve().parents[1]  # the jaxcifar package that this process runs
 # name: (what it is, environment, settings). "default" is jaxcifar as it ships.
 VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
     "default": (
@@ -139,7 +148,8 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     batch = (rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch_size))
     batch = parallel.put_batch((batch[0], batch[1].astype(np.int32)), mesh)
     _, rate = benchmark.train_rate(compiled.train, state, batch, batch_size, steps, warmup=1)
-    return {"images_per_s": rate, "compile_s": compiled.compile_seconds, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    flags = os.environ.get("XLA_FLAGS", "")
+    return {"images_per_s": rate, "compile_s": compiled.compile_seconds, "xla_flags": flags, "jaxcifar": str(SOURCE)}
 
 
 def variant_env(variant: str) -> dict[str, str]:
@@ -154,19 +164,70 @@ def variant_env(variant: str) -> dict[str, str]:
     return {**os.environ, "XLA_FLAGS": " ".join(flags), **VARIANTS[variant][1]}
 
 
-def run_variant(variant: str, batch_size: int, steps: int, width: int) -> dict:
+def run_variant(variant: str, batch_size: int, steps: int, width: int, source: Path | None = None) -> dict:
+    """images/s of `variant` in its own process; with `source`, jaxcifar's code there (cwd and PYTHONPATH)."""
     env = variant_env(variant)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, "-m", "jaxcifar.bench.cpu_variants", "--worker", variant]
     command += ["--batch-size", str(batch_size), "--steps", str(steps), "--width", str(width)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=source)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(SOURCE.parent), *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def revision(rev: str) -> tuple[str, str]:
+    """(full hash, "abc1234 of 2026-11-24") of a revision of this checkout.
+
+    Raises:
+      UsageError: this is not a git checkout, or it has no such revision.
+    """
+    if not (SOURCE.parent / ".git").exists():
+        raise UsageError(f"variant @{rev}: {SOURCE.parent} is not a git checkout; NAME@REV needs a clone of jaxcifar")
+    try:
+        full = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except subprocess.CalledProcessError:
+        where = f"variant @{rev}: no such commit in {SOURCE.parent}"
+        raise UsageError(f"{where}; give one from `git log --oneline`") from None
+    return full, f"{full[:7]} of {_git('log', '-1', '--format=%ad', '--date=short', full)}"
+
+
+def export_revision(full: str, into: Path) -> Path:
+    """jaxcifar/ as it was at commit `full`, written under `into` (git archive); returns the folder that holds it."""
+    archive = into / "source.tar"
+    _git("archive", "--format=tar", "-o", str(archive), full, "jaxcifar")
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / full, filter="data")
+    return into / full
+
+
+def parse_variant(spec: str) -> tuple[str, str | None]:
+    """ "default@6895e0d" -> ("default", "6895e0d"); "default" -> ("default", None)."""
+    name, _, rev = spec.partition("@")
+    return name, rev or None
+
+
 def measure(variants: Sequence[str], batch_size: int, steps: int, rounds: int, width: int, torch: bool) -> dict:
-    rows = {v: {"variant": v, "what": VARIANTS[v][0], "rounds": []} for v in variants}
+    with tempfile.TemporaryDirectory(prefix="jaxcifar-revisions-") as tmp:
+        return _measure(variants, batch_size, steps, rounds, width, torch, Path(tmp))
+
+
+def _measure(variants, batch_size, steps, rounds, width, torch, tmp: Path) -> dict:
+    rows, sources = {}, {}
+    for v in variants:
+        name, rev = parse_variant(v)
+        rows[v] = {"variant": v, "what": VARIANTS[name][0], "rounds": []}
+        if rev is not None:
+            full, when = revision(rev)
+            sources[v] = export_revision(full, tmp)
+            rows[v] |= {"what": f"{rows[v]['what']}, as at commit {when}", "revision": full}
     for _ in range(rounds):
         for v in variants:
-            measured = run_variant(v, batch_size, steps, width)
+            measured = run_variant(parse_variant(v)[0], batch_size, steps, width, sources.get(v))
             rows[v]["rounds"].append(measured["images_per_s"])
             rows[v]["xla_flags"] = measured["xla_flags"]  # what the variant's XLA really ran with
             print(f"{v:<15} {rows[v]['rounds'][-1]:8.1f} img/s", flush=True)
@@ -201,7 +262,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--width", type=int, default=64, help="base width (default: 64)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round (default: 3)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best counts (default: 2)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated; NAME@REV times NAME with jaxcifar as at git revision REV (default: all, today's)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch (default: measured if installed)")
     parser.add_argument("--out", default=None, help="JSON record (default: print only)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists (default: off)")
@@ -211,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(json.dumps(worker(args.worker, args.batch_size, args.steps, args.width)))
         return {}
     variants = args.variants.split(",")
-    if unknown := [v for v in variants if v not in VARIANTS]:
-        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if unknown := [v for v in variants if parse_variant(v)[0] not in VARIANTS]:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)} (each also as NAME@REV)")
     if variants[0] != "default":
         variants = ["default", *[v for v in variants if v != "default"]]
     if args.out:
