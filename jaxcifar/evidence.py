@@ -556,6 +556,7 @@ def block_cpu24_time(root: Path) -> str:
                 f"{label} ([results/{name}.json](results/{name}.json))",
                 f"{steps.CONV_NAMES[kernels['conv']]}, {steps.BATCH_NORM_NAMES[kernels['batch_norm']]}",
                 f"{train:.0f}",
+                f"{r['steps_per_epoch'] * r['config']['batch_size'] / train:.1f}",
                 f"{evaluate:.0f}",
                 f"{hours:.2f}",
             ]
@@ -564,8 +565,8 @@ def block_cpu24_time(root: Path) -> str:
             today.append((label, hours))
     if not rows:
         return "No 24-epoch CPU run is committed yet.\n"
-    header = ["24-epoch run, 2-core CPU", "convolutions, BatchNorm sums", "median epoch: training s", "evaluation s"]
-    text = _table(header + ["24 such epochs, h"], rows)
+    header = ["24-epoch run, 2-core CPU", "convolutions, BatchNorm sums", "median epoch: training s", "images/s"]
+    text = _table(header + ["evaluation s", "24 such epochs, h"], rows)
     for label, hours in today:
         verdict = "under" if hours < GOAL_HOURS else "over"
         text += (
