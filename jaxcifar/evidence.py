@@ -12,6 +12,7 @@ figures/<figure><suffix>.png. Nothing is overwritten unless --force.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shutil
 import sys
@@ -268,8 +269,9 @@ def block_bench_cpu(root: Path) -> str:
     )
 
 
-def block_cpu_variants(root: Path) -> str:
-    r = _read(root, "cpu-step-variants")
+def block_cpu_variants(root: Path, name: str = "cpu-step-variants") -> str:
+    """A cpu_variants run's table: each variant's best round, and PyTorch's steps where timed."""
+    r = _read(root, name)
     rows = [[row["what"], f"{row['images_per_s']:.1f}", f"{row['vs_default']:.2f}x"] for row in r["rows"]]
     rows += [
         [
@@ -282,7 +284,7 @@ def block_cpu_variants(root: Path) -> str:
     return (
         _table(["training step at batch " + str(r["batch_size"]), "images/s", "vs jaxcifar"], rows)
         + f"\n(`{r['command']}`: each variant in its own process, {r['rounds']} interleaved rounds of "
-        f"{r['steps']} steps, the best round; [results/cpu-step-variants.json](results/cpu-step-variants.json))\n"
+        f"{r['steps']} steps, the best round; [results/{name}.json](results/{name}.json))\n"
     )
 
 
@@ -790,6 +792,7 @@ BLOCKS = {
     "lr-rules-quick": block_lr_rules_quick,
     "bench-cpu": block_bench_cpu,
     "cpu-variants": block_cpu_variants,
+    "cpu-step-revisions": functools.partial(block_cpu_variants, name="cpu-step-revisions"),
     "conv-layers": block_conv_layers,
     "ctrl-c": block_ctrl_c,
     "results": block_results,

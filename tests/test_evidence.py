@@ -122,6 +122,18 @@ def test_the_time_block_takes_each_runs_median_epoch_and_judges_todays_kernels_b
     assert "makes 24 epochs 3.13 hours: 4% over the goal of 3." in evidence.block_cpu24_time(tmp_path)
 
 
+def test_a_variants_run_across_revisions_gets_its_own_table_and_link(tmp_path):
+    (tmp_path / "results").mkdir()
+    what = "jaxcifar: Winograd, as at commit 6895e0d of 2026-11-24"
+    rows = [{"what": "jaxcifar", "images_per_s": 128.1, "vs_default": 1.0}]
+    rows.append({"what": what, "images_per_s": 64.1, "vs_default": 64.1 / 128.1})
+    record = {"rows": rows, "batch_size": 512, "rounds": 2, "steps": 3, "command": "python scripts/cpu_variants.py"}
+    (tmp_path / "results" / "cpu-step-revisions.json").write_text(json.dumps(record))
+    text = "<!-- results: cpu-step-revisions -->\n<!-- /results -->\n"
+    made = evidence.render_readme(text, tmp_path)
+    assert f"| {what} | 64.1 | 0.50x |" in made and "(results/cpu-step-revisions.json)" in made
+
+
 def test_the_cifar10_fast_run_brings_pages_logged_run_into_the_table(tmp_path):
     (tmp_path / "results").mkdir()
     epochs = {"test_accuracy": [0.3141, 0.479], "seconds": [400.0] * 2, "eval_seconds": [40.0] * 2}
