@@ -249,14 +249,16 @@ def test_the_per_entry_winograd_variant_computes_the_same_tiles(monkeypatch):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp_path):
+def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp_path, monkeypatch):
     from jaxcifar.bench import cpu_variants
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)  # the variants' own malloc settings, not this process's
 
     out = tmp_path / "variants.json"
     argv = ["--batch-size", "8", "--width", "4", "--steps", "1", "--rounds", "2", "--no-torch", "--out", str(out)]
-    result = cpu_variants.main([*argv, "--variants", "ynnpack,default,xla-conv,flax-max-pool"])
+    result = cpu_variants.main([*argv, "--variants", "ynnpack,default,xla-conv,flax-max-pool,huge-pages"])
     saved = json.loads(out.read_text())
-    assert [r["variant"] for r in saved["rows"]] == ["default", "ynnpack", "xla-conv", "flax-max-pool"]
+    assert [r["variant"] for r in saved["rows"]] == ["default", "ynnpack", "xla-conv", "flax-max-pool", "huge-pages"]
     for row in saved["rows"]:
         assert len(row["rounds"]) == 2 and row["images_per_s"] == max(row["rounds"])
         assert row["vs_default"] == pytest.approx(row["images_per_s"] / saved["rows"][0]["images_per_s"])
@@ -264,6 +266,8 @@ def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp
     # Each variant's XLA ran with its own YNNPACK setting, not the one this process inherited.
     flags = {r["variant"]: r["xla_flags"] for r in saved["rows"]}
     assert cpu_variants.YNN_OFF in flags["default"] and cpu_variants.YNN_OFF not in flags["ynnpack"]
+    tunables = {r["variant"]: r["glibc_tunables"] for r in saved["rows"]}
+    assert tunables["huge-pages"] == "glibc.malloc.hugetlb=1" and tunables["default"] == ""
     with pytest.raises(SystemExit) as exc:
         cpu_variants.main([*argv, "--variants", "fast", "--force"])
     assert exc.value.code == 2
@@ -285,7 +289,7 @@ def test_a_variant_at_a_git_revision_runs_that_revisions_code_in_the_same_run(tm
     argv = ["--batch-size", "8", "--width", "4", "--steps", "1", "--rounds", "1", "--no-torch"]
     rows = cpu_variants.main([*argv, "--variants", "default,default@HEAD"])["rows"]
     assert [r["variant"] for r in rows] == ["default", "default@HEAD"] and rows[1]["revision"] == head
-    assert rows[1]["what"] == f"{cpu_variants.VARIANTS['default'][0]}, as at commit {when}"
+    assert rows[1]["what"] == f"jaxcifar as it shipped at commit {when}, its own code"
     with pytest.raises(SystemExit) as exc:
         cpu_variants.main([*argv, "--variants", "default@no-such-revision"])
     assert exc.value.code == 2

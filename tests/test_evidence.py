@@ -112,14 +112,16 @@ def test_the_time_block_takes_each_runs_median_epoch_and_judges_todays_kernels_b
     write(name, [360.0, 367.0, 380.0, 700.0], [46.0, 43.0, 44.0, 60.0], "winograd", "matvec")  # 373.5, 45
     made = evidence.block_cpu24_time(tmp_path)
     assert "| the recipe ([results/cpu-24.json](results/cpu-24.json)) | XLA, Flax's | 410 | 121.1 | 42 | 3.01 |" in made
-    # 24 * (373.5 + 45) / 3600 = 2.79 h, 7% under 3; the recipe's kernels are not today's: no sentence for it
+    # 24 * (373.5 + 45) / 3600 = 2.79 h, 13 minutes under 3; the recipe's kernels are not today's: no sentence for it
     short = evidence._short(label)
     assert f"| {short} ([results/{name}.json](results/{name}.json)) | Winograd, matrix-vector |" in made
     assert "| 374 | 133.0 | 45 | 2.79 |" in made  # 97 * 512 / 373.5 images/s
     assert made.count("With today's CPU defaults") == 1
-    assert f"the run with {short} makes 24 epochs 2.79 hours: 7% under the goal of 3.\n" in made
+    assert f"the run with {short} makes 24 epochs 2.79 hours: 13 minutes under the goal of 3.\n" in made
     write(name, [420.0], [50.0], "winograd", "matvec")  # 24 * 470 / 3600 = 3.13 h
-    assert "makes 24 epochs 3.13 hours: 4% over the goal of 3." in evidence.block_cpu24_time(tmp_path)
+    assert "makes 24 epochs 3.13 hours: 8 minutes over the goal of 3." in evidence.block_cpu24_time(tmp_path)
+    write(name, [401.7], [48.2], "winograd", "matvec")  # 24 * 449.9 s = 10,797.6 s
+    assert "makes 24 epochs 3.00 hours: within a minute of the goal of 3." in evidence.block_cpu24_time(tmp_path)
 
 
 def test_a_variants_run_across_revisions_gets_its_own_table_and_link(tmp_path):

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcifar import YNN_FLAG, model, parallel, records
+from jaxcifar import HUGE_PAGES_TUNABLE, YNN_FLAG, model, parallel, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.bench import benchmark
 from jaxcifar.config import TrainConfig
@@ -70,6 +70,11 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
         "Winograd's transforms entry by entry (jaxcifar before the column pass over all rows at once)",
         {},
         {"tile_transform": "per-entry"},
+    ),
+    "huge-pages": (
+        "jaxcifar with glibc's malloc on transparent huge pages (as `python -m jaxcifar.train` runs)",
+        {"GLIBC_TUNABLES": HUGE_PAGES_TUNABLE},
+        {},
     ),
     "flax-max-pool": ("Flax's max-pool (XLA's select_and_scatter gradient)", {}, {"max_pool": "flax"}),
     "vector-512": ("XLA loops with 512-bit vectors", {"XLA_FLAGS": f"{YNN_OFF} --xla_cpu_prefer_vector_width=512"}, {}),
@@ -148,8 +153,9 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     batch = (rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch_size))
     batch = parallel.put_batch((batch[0], batch[1].astype(np.int32)), mesh)
     _, rate = benchmark.train_rate(compiled.train, state, batch, batch_size, steps, warmup=1)
-    flags = os.environ.get("XLA_FLAGS", "")
-    return {"images_per_s": rate, "compile_s": compiled.compile_seconds, "xla_flags": flags, "jaxcifar": str(SOURCE)}
+    flags, tunables = os.environ.get("XLA_FLAGS", ""), os.environ.get("GLIBC_TUNABLES", "")
+    return {"images_per_s": rate, "compile_s": compiled.compile_seconds, "xla_flags": flags,
+            "glibc_tunables": tunables, "jaxcifar": str(SOURCE)}  # fmt: skip
 
 
 def variant_env(variant: str) -> dict[str, str]:
@@ -224,12 +230,15 @@ def _measure(variants, batch_size, steps, rounds, width, torch, tmp: Path) -> di
         if rev is not None:
             full, when = revision(rev)
             sources[v] = export_revision(full, tmp)
-            rows[v] |= {"what": f"{rows[v]['what']}, as at commit {when}", "revision": full}
+            # Today's description of the variant may not hold for that commit's code; its name does.
+            what = "jaxcifar as it shipped" if name == "default" else f"the variant `{name}`"
+            rows[v] |= {"what": f"{what} at commit {when}, its own code", "revision": full}
     for _ in range(rounds):
         for v in variants:
             measured = run_variant(parse_variant(v)[0], batch_size, steps, width, sources.get(v))
             rows[v]["rounds"].append(measured["images_per_s"])
             rows[v]["xla_flags"] = measured["xla_flags"]  # what the variant's XLA really ran with
+            rows[v]["glibc_tunables"] = measured.get("glibc_tunables", "")  # and its malloc (older workers: unsaid)
             print(f"{v:<15} {rows[v]['rounds'][-1]:8.1f} img/s", flush=True)
     for row in rows.values():
         row["images_per_s"] = max(row["rounds"])
