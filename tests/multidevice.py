@@ -40,8 +40,8 @@ from jaxcifar.model import ResNet9  # noqa: E402
 # the first step; from the second on, a ReLU or max-pool decision may flip and the
 # runs part ways, as any two float computations of a network at a high learning
 # rate do. With XLA's own CPU kernels (YNNPACK off) they part at step 2: 1.7e-6
-# apart after step 1, 1.4e-3 after step 2. So 8 devices are compared with 1 after
-# the first step, and two processes with one (the same split) after all three.
+# apart after step 1, 1.4e-3 after step 2. So 8 devices are compared with 1, and two
+# processes with one, after the first step.
 STEPS = 3
 TINY = {**TINY_RUN, "n_train": 640, "n_test": 200}
 

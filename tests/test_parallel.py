@@ -117,9 +117,16 @@ def test_two_processes_of_4_devices_match_one_process_of_8(eight_devices):
     outputs = two_processes(lambda i: [str(SCRIPT), "steps", str(out), "8", f"127.0.0.1:{port}", "2", str(i)])
     results = [json.loads(next(line for line in o.splitlines() if line.startswith("RESULT "))[7:]) for o, _ in outputs]
     assert all(r["processes"] == 2 and r["devices"] == 8 for r in results)
-    # Each process fed half of every batch; together: the one-process numbers.
-    assert max_rel_diff(out, tmp / "d8.npz") < 2e-5
-    np.testing.assert_allclose(results[0]["loss"], r8["loss"], rtol=1e-5)
+    # Each process fed half of every batch; together: the one-process numbers, to float
+    # rounding after the first step (3e-8 apart on one 2-core CPU, bit for bit on another:
+    # the cross-process sums may add in another order). From the second step on, runs
+    # that differ in rounding alone part ways (tests/multidevice.py), so steps 2-3 are
+    # compared by their loss only. Local BatchNorm statistics or gradients that were not
+    # summed over the processes would put step 1 orders of magnitude further apart.
+    assert distance(tmp / "mp-step1.npz", tmp / "d8-step1.npz") < 2e-5
+    assert max_rel_diff(tmp / "mp-step1.npz", tmp / "d8-step1.npz") < 2e-5
+    np.testing.assert_allclose(results[0]["first_loss"], r8["first_loss"], rtol=1e-5)
+    np.testing.assert_allclose(results[0]["loss"], r8["loss"], rtol=1e-3)
     assert results[0]["loss"] == results[1]["loss"]  # replicated metrics, read by both
 
 
@@ -150,15 +157,17 @@ def test_distributed_cli_writes_once_from_process_0(tmp_path):
         f"127.0.0.1:{port}",
         *(
             "--num-processes 2 --data synthetic --n-train 640 --n-test 200 --width 4 "
-            "--batch-size 64 --epochs 2 --peak-epoch 1 --lr-max 0.05 --no-progress --no-gradcam --out"
+            "--batch-size 64 --epochs 3 --peak-epoch 1 --lr-max 0.05 --no-progress --no-gradcam --out"
         ).split(),
         str(out),
     ]
     outputs = two_processes(lambda i: [*argv, "--process-id", str(i)])
-    assert "epoch  2/2" in outputs[0][0] and "epoch" not in outputs[1][0]  # process 0 alone logs
+    assert "epoch  3/3" in outputs[0][0] and "epoch" not in outputs[1][0]  # process 0 alone logs
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["device_count"] == 8
     # Written once (by process 0's orbax), the latest and the best epoch's checkpoint.
-    assert {p.name for p in (out / "checkpoints").iterdir()} == {"20", str(10 * summary["best_epoch"])}
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"30", str(10 * summary["best_epoch"])}
     assert (out / "accuracy.png").exists()
-    assert summary["final_test_accuracy"] > 0.3
+    # 3 epochs: 0.81-1.0 over seeds 0-4 in one process on the 2-core CPU; after 2 epochs
+    # 0.26-0.50, too wide a spread for a bar that holds on every CPU.
+    assert summary["final_test_accuracy"] > 0.6

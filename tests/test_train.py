@@ -65,7 +65,9 @@ def test_a_tiny_run_writes_every_output(tiny_run):
     assert summary["conv"] == "xla"  # the convolutions the steps used: XLA's below width 32
     assert summary["batch_norm"] == "flax"  # and Flax's BatchNorm
     # Learnable data: high train accuracy after 3 tiny epochs, test far above chance (10%).
-    assert summary["final_train_accuracy"] > 0.9 and summary["best_test_accuracy"] > 0.6
+    # Over seeds 0-4 on the 2-core CPU: train 0.89-1.0, best test 0.81-1.0; a CPU that
+    # rounds otherwise takes another path through the same spread, so the bars sit under it.
+    assert summary["final_train_accuracy"] > 0.85 and summary["best_test_accuracy"] > 0.75
     metrics = read(out / "metrics.json")
     history = metrics["epochs"]
     assert len(history["test_accuracy"]) == 3 and metrics["steps_per_epoch"] == 10
@@ -100,12 +102,14 @@ def test_the_data_source_is_recorded_when_it_came_from_the_default(tmp_path, mon
 
 def test_cifar10_fast_recipe_trains_from_lr_zero(tmp_path):
     cfg = TrainConfig.create(
-        recipe="cifar10-fast", **{**TINY, "epochs": 2, "lr_max": 0.4, "out": str(tmp_path / "fast")}
+        recipe="cifar10-fast", **{**TINY, "epochs": 3, "lr_max": 0.4, "out": str(tmp_path / "fast")}
     )
     summary = train.train_and_evaluate(cfg)
-    assert summary["status"] == "completed" and summary["final_train_accuracy"] > 0.5
-    lrs = np.array(read(tmp_path / "fast" / "metrics.json")["steps"]["lr"])  # 0 -> 0.4 at step 10 -> 0 at 19
-    np.testing.assert_allclose(lrs[[0, 5, 10, 19]], [0.0, 0.2, 0.4, 0.0], atol=1e-6)
+    # 3 epochs: 0.80-0.91 over seeds 0-4 on the 2-core CPU. After 2 epochs the spread
+    # (0.41-0.49) straddled a bar of 0.5, and a CPU that rounds otherwise fell under it.
+    assert summary["status"] == "completed" and summary["final_train_accuracy"] > 0.7
+    lrs = np.array(read(tmp_path / "fast" / "metrics.json")["steps"]["lr"])  # 0 -> 0.4 at step 10 -> 0 at 29
+    np.testing.assert_allclose(lrs[[0, 5, 10, 29]], [0.0, 0.2, 0.4, 0.0], atol=1e-6)
     config = read(tmp_path / "fast" / "config.json")["config"]
     assert (config["recipe"], config["nesterov"], config["logit_scale"], config["lr_min"]) == (
         "cifar10-fast",
