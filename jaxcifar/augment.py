@@ -20,7 +20,7 @@ Test images are only normalised. Three implementations with the same distributio
   numpy           (default) whole batches at once: pad, crop and flip are one
                   gather through precomputed indices, then one normalise pass.
                   About 80,000 images/s on one core of a 2-core CPU
-                  (scripts/benchmark_augment.py), 5-6x albumentations.
+                  (research/benchmark_augment.py), 5-6x albumentations.
   albumentations  an `A.Compose` of exactly the transforms above, image by image,
                   for users who know that library.
   device          the host draws what the numpy path draws and sends uint8
@@ -46,7 +46,7 @@ from typing import Literal
 import numpy as np
 
 from jaxcifar import data as data_lib
-from jaxcifar import plots, records
+from jaxcifar import records
 from jaxcifar.errors import entry_point
 
 # Per-channel mean and std of the official CIFAR-10 training images (0..1 scale).
@@ -337,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     augment = make_augment(args.augment, config)
     copies = np.stack([denormalize(augment(originals, rng), config) for _ in range(args.copies)], axis=1)
     labels = [ds.class_names[ds.train_labels[i]] for i in picks]
+    from jaxcifar import plots  # matplotlib, for this command only: config imports augment
+
     plots.augmented_samples(originals, copies, labels, args.out, title=f"{args.augment} augmentation, {ds.source}")
     print(f"wrote {args.out}")
 

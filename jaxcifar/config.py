@@ -1,7 +1,7 @@
 """One configuration for a run: a frozen dataclass, its presets, its flags, and its JSON.
 
 `TrainConfig` holds every setting of a training run and of the LR range test
-that may precede it, with units in the comments. Its defaults are the recipe of
+that may precede it; each field carries its flag's help. Its defaults are the recipe of
 the PyTorch original (SGD momentum 0.9, weight decay 5e-3 added to the gradient,
 batch 512, 24 epochs, one-cycle LR_MAX/10 -> LR_MAX at epoch 5 -> LR_MAX/10 with
 LR_MAX from an LR range test). It is validated on construction, saved as
@@ -88,72 +88,193 @@ MACHINE = (
 )
 RESUMABLE = (*MACHINE, "data", "data_dir", "gradcam", "checkpoint_every")
 _AUTO_FIELDS = ("lr_max", "lr_min", "dtype", "kernel_grad")  # "auto" in old config.json files = None
+# The settings that take one of a few values (a None one: "auto" on the command line).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dtype": DTYPES,
+    "kernel_grad": KERNEL_GRADS,
+    "conv": CONVS,
+    "batch_norm": BATCH_NORMS,
+    "augment": AUGMENTERS,
+    "cutout_placement": CUTOUT_PLACEMENTS,
+    "lr_range_rule": LR_RULES,
+    "lr_min_rule": LR_MIN_RULES,
+    "lr_range_mode": LR_RANGE_MODES,
+    "recipe": tuple(RECIPES),
+}
+# Switches that are off unless given (--quick), where the others have --x and --no-x.
+SWITCHES = ("quick", "resume", "distributed")
+
+
+# The flag groups of `--help`, in order; the last two are the training command's alone.
+GROUPS = (
+    "data",
+    "model",
+    "optimisation",
+    "augmentation",
+    "LR range test",
+    "run",
+    "schedule and training",
+    "devices and processes",
+)
+TRAIN_ONLY_GROUPS = ("schedule and training", "devices and processes")
+
+
+def setting(default: Any, group: str | None, help: str = "", *, aliases: Sequence[str] = (), shown: str | None = None):
+    """A TrainConfig field and its flag: `--NAME` (and `aliases`), in `group` of --help, saying `help` and
+    its default (`shown`, else the default's value). A field with group None has no flag."""
+    return dataclasses.field(
+        default=default, metadata={"group": group, "help": help, "aliases": tuple(aliases), "shown": shown}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a run. See `python -m jaxcifar.train --help`."""
+    """Every setting of a run: each field is a flag of the same name (`python -m jaxcifar.train --help`)."""
 
     # Data
-    data: str | None = None  # tfds | download | synthetic | PATH; None: $JAXCIFAR_DATA, else download
-    data_dir: str | None = None  # tfds data_dir / where `download` keeps the archive
-    cache_dir: str | None = None  # decoded-array and compilation cache; None: $JAXCIFAR_CACHE or ~/.cache/jaxcifar
-    n_train: int | None = None  # class-stratified training subset (images); None: all 50,000
-    n_test: int | None = None  # test subset (images); None: all 10,000
+    data: str | None = setting(
+        None, "data", "tfds | download | synthetic | PATH", shown="$JAXCIFAR_DATA, else download"
+    )
+    data_dir: str | None = setting(
+        None, "data", "tfds data_dir, or where --data download keeps the archive", shown="the cache folder"
+    )
+    cache_dir: str | None = setting(
+        None, "data", "decoded-array and compilation cache", shown="$JAXCIFAR_CACHE or ~/.cache/jaxcifar"
+    )
+    n_train: int | None = setting(None, "data", "class-stratified training subset size", shown="all 50,000")
+    n_test: int | None = setting(None, "data", "test subset size", shown="all 10,000")
     # Model
-    width: int = 64  # base width: stages of w, 2w, 4w, 8w channels
-    dtype: str | None = None  # compute type: float32 | bfloat16; None: bfloat16 on GPU/TPU, float32 on CPU
-    logit_scale: float = 1.0  # logits multiplier (cifar10-fast: 0.125)
-    kernel_grad: str | None = None  # conv kernel gradient: xla | taps (nine matmuls); None: xla
-    conv: str | None = None  # xla | winograd (F(4x4, 3x3)); None: winograd on CPU from width 32, else xla
-    batch_norm: str | None = None  # BatchNorm's sums: flax | matvec; None: matvec on CPU from width 32, else flax
+    width: int = setting(64, "model", "base width: stages of w, 2w, 4w, 8w channels")
+    dtype: str | None = setting(None, "model", "compute type", shown="auto = bfloat16 on GPU/TPU, float32 on CPU")
+    logit_scale: float = setting(1.0, "model", "logit multiplier (cifar10-fast: 0.125)")
+    kernel_grad: str | None = setting(None, "model", "conv kernel gradient: XLA's, or nine matmuls", shown="auto = xla")
+    conv: str | None = setting(
+        None,
+        "model",
+        "convolutions after the first: XLA's, or Winograd's F(4x4, 3x3)",
+        shown="auto = winograd on CPU from width 32 on, else xla",
+    )
+    batch_norm: str | None = setting(
+        None,
+        "model",
+        "BatchNorm's batch sums: Flax's layer, or matrix-vector products with their own gradient (the same "
+        "numbers to float rounding)",
+        shown="auto = matvec on CPU from width 32 on, else flax",
+    )
     # Optimisation
-    epochs: int = 24
-    batch_size: int = 512  # images per step (global, over all devices)
-    lr_max: float | None = None  # peak LR per step; None: from the LR range test
-    lr_min: float | None = None  # LR at the first and last step; None: by lr_min_rule
-    lr_min_rule: str = "div"  # div | rise | min-loss: how LR_MIN is found when lr_min is None
-    lr_div: float = 10.0  # LR_MAX / LR_MIN by the div rule (OneCycleLR's div_factor)
-    lr_min_fraction: float = 0.1  # the rise rule's LR_MIN: where accuracy has risen this share of its rise
-    peak_epoch: float | None = None  # epochs until the LR peak; None: 5/24 of the epochs (5 of 24)
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-3  # L2 coefficient added to the gradient (PyTorch SGD style), all params
-    label_smoothing: float = 0.0
+    epochs: int = setting(24, "schedule and training", "length of the run in epochs")
+    batch_size: int = setting(512, "optimisation", "global batch, split over the devices")
+    lr_max: float | None = setting(
+        None, "schedule and training", "peak LR per step, or auto to run the LR range test first", shown="auto"
+    )
+    lr_min: float | None = setting(
+        None, "schedule and training", "LR at the first and last step, or auto = by --lr-min-rule", shown="auto"
+    )
+    lr_min_rule: str = setting(
+        "div", "LR range test", "how LR_MIN is picked when --lr-min is auto; div = LR_MAX / --lr-div"
+    )
+    lr_div: float = setting(
+        10.0,
+        "LR range test",
+        "the div rule: LR_MIN = LR_MAX / this (OneCycleLR's div_factor)",
+        aliases=["--div-factor"],
+    )
+    lr_min_fraction: float = setting(
+        0.1, "LR range test", "the rise rule: LR_MIN where the accuracy has made this share of its rise"
+    )
+    peak_epoch: float | None = setting(
+        None, "schedule and training", "epochs until the LR peak", shown="5/24 of --epochs: epoch 5 of 24, and so on"
+    )
+    momentum: float = setting(0.9, "optimisation", "SGD momentum")
+    nesterov: bool = setting(False, "optimisation", "Nesterov momentum")
+    weight_decay: float = setting(
+        5e-3, "optimisation", "L2 coefficient added to the gradient of every parameter (PyTorch SGD style)"
+    )
+    label_smoothing: float = setting(0.0, "optimisation", "label smoothing of the loss")
     # Augmentation
-    augment: str = "numpy"  # numpy | albumentations | device (host draws, pixel work in the step)
-    flip_prob: float = 0.5  # horizontal flip probability (the PyTorch original: 0.7)
-    cutout: int = 8  # Cutout hole side in pixels; 0 disables
-    cutout_prob: float = 1.0  # share of images that get a hole (the original: 0.5, albumentations 0.4's default)
-    cutout_placement: str = "inside"  # inside: whole in the image | clip: centre anywhere, clipped (the original)
-    workers: int = 0  # augmentation threads; 0 = min(4, CPU cores)
+    augment: str = setting(
+        "numpy",
+        "augmentation",
+        "numpy or albumentations on the host; device: the host draws, the step does the pixel work on uint8 batches",
+    )
+    flip_prob: float = setting(0.5, "augmentation", "horizontal flip probability (the PyTorch original: 0.7)")
+    cutout: int = setting(8, "augmentation", "Cutout hole side in pixels, 0 disables")
+    cutout_prob: float = setting(
+        1.0, "augmentation", "share of images that get a hole (the original: 0.5, albumentations 0.4's default)"
+    )
+    cutout_placement: str = setting(
+        "inside",
+        "augmentation",
+        "inside: the hole whole inside the image; clip: its centre anywhere, clipped at the border, as the "
+        "original's albumentations 0.4 Cutout",
+    )
+    workers: int = setting(0, "augmentation", "augmentation threads", shown="0 = min(4, CPU cores)")
     # LR range test (with lr_max None, or `python -m jaxcifar.lr_range`)
-    lr_range_start: float = 1e-4  # first LR of the sweep
-    lr_range_end: float = 0.1  # last LR of the sweep
-    lr_range_iters: int = 980  # sweep length in steps (10 epochs of 98 batches in the original)
-    lr_range_mode: str = "exp"  # exp | linear spacing of the sweep
-    lr_range_rule: str = "accuracy"  # how LR_MAX is picked from the sweep (LR_RULES)
-    lr_range_smoothing: float = 0.05  # EMA factor of the smoothed curves
-    lr_range_diverge: float = 4.0  # stop when smoothed loss > this x its best
-    lr_range_json: str | None = None  # reuse an earlier sweep instead of running one
+    lr_range_start: float = setting(1e-4, "LR range test", "first LR of the sweep", aliases=["--start-lr"])
+    lr_range_end: float = setting(0.1, "LR range test", "last LR of the sweep", aliases=["--end-lr"])
+    lr_range_iters: int = setting(
+        980, "LR range test", "sweep length in steps (10 epochs of 98 batches in the original)", aliases=["--num-iter"]
+    )
+    lr_range_mode: str = setting("exp", "LR range test", "spacing of the sweep's LRs", aliases=["--lr-mode"])
+    lr_range_rule: str = setting("accuracy", "LR range test", "how LR_MAX is picked from the sweep", aliases=["--rule"])
+    lr_range_smoothing: float = setting(
+        0.05, "LR range test", "EMA factor of the smoothed curves", aliases=["--smoothing"]
+    )
+    lr_range_diverge: float = setting(
+        4.0, "LR range test", "stop when the smoothed loss exceeds this x its best", aliases=["--diverge-factor"]
+    )
+    lr_range_json: str | None = setting(
+        None, "schedule and training", "reuse the LR range test in this lr_range.json instead of running one",
+        shown="none",
+    )  # fmt: skip
     # Run
-    seed: int = 0  # initialisation, data order and augmentation
-    out: str | None = None  # run folder; None: runs/<timestamp>
-    resume: bool = False  # continue the run in `out` from its latest checkpoint
-    checkpoint_every: int = 1  # epochs between checkpoints; 0: only the last (and on Ctrl-C)
-    gradcam: bool = True  # draw Grad-CAM figures at the end of the run
-    tta: bool = False  # also report test accuracy with flip test-time augmentation (2x eval cost)
-    progress: bool = True  # progress bar per epoch
+    seed: int = setting(0, "run", "seed of initialisation, data order and augmentation")
+    out: str | None = setting(None, "run", "output folder", shown="runs/<timestamp>")
+    resume: bool = setting(
+        False,
+        "schedule and training",
+        "continue the run in --out from its latest checkpoint; only these may differ from the run's settings: "
+        + ", ".join("--" + k.replace("_", "-") for k in RESUMABLE),
+    )
+    checkpoint_every: int = setting(
+        1, "schedule and training", "epochs between checkpoints, 0 = only the last (and on Ctrl-C)"
+    )
+    gradcam: bool = setting(True, "schedule and training", "draw the Grad-CAM figures at the end of the run")
+    tta: bool = setting(
+        False,
+        "schedule and training",
+        "also evaluate with flip test-time augmentation (2x eval cost); the plain accuracy stays the headline",
+    )
+    progress: bool = setting(True, "run", "a progress bar per epoch")
     # Presets
-    recipe: str = "original"  # original | cifar10-fast (see RECIPES)
-    quick: bool = False  # small subset, narrow net, few epochs (see QUICK)
-    overrides: tuple[str, ...] = ()  # preset settings this config changes (given beside the preset)
+    recipe: str = setting(
+        "original",
+        "run",
+        "preset: original (EVA4 S11, the defaults) or cifar10-fast (Page: Nesterov, weight decay 5e-4, "
+        "logits x 0.125, LR 0 -> 0.4 -> 0); flags given beside it win",
+    )
+    quick: bool = setting(
+        False,
+        "run",
+        "a first try in minutes on a CPU: "
+        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+        + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g}; flags given beside it win",
+    )
+    overrides: tuple[str, ...] = setting((), None)  # preset settings this config changes (given beside the preset)
     # Devices and processes
-    devices: int | None = None  # use the first N devices; None: all of them
-    distributed: bool = False  # multi-process: call jax.distributed.initialize first
-    coordinator: str | None = None  # host:port of process 0 (default: from the environment)
-    num_processes: int | None = None  # (default: from the environment)
-    process_id: int | None = None  # this process, 0..num_processes-1 (default: from the environment)
+    devices: int | None = setting(
+        None, "devices and processes", "use the first N devices", shown="all; the batch is split over them"
+    )
+    distributed: bool = setting(False, "devices and processes", "multi-process run with jax.distributed")
+    coordinator: str | None = setting(
+        None, "devices and processes", "host:port of process 0", shown="$JAX_COORDINATOR_ADDRESS or the cluster's"
+    )
+    num_processes: int | None = setting(
+        None, "devices and processes", "processes in the run", shown="from the environment"
+    )
+    process_id: int | None = setting(
+        None, "devices and processes", "this process's index, 0..num_processes-1", shown="from the environment"
+    )
 
     def __post_init__(self) -> None:
         for name in _AUTO_FIELDS:  # config.json files of earlier versions wrote "auto"
@@ -224,17 +345,7 @@ class TrainConfig:
             raise ValueError(f"lr-range-diverge must exceed 1, got {self.lr_range_diverge}")
 
     def _check_choices(self) -> None:
-        for name, choices in (
-            ("dtype", DTYPES),
-            ("kernel_grad", KERNEL_GRADS),
-            ("conv", CONVS),
-            ("batch_norm", BATCH_NORMS),
-            ("augment", AUGMENTERS),
-            ("lr_range_rule", LR_RULES),
-            ("lr_min_rule", LR_MIN_RULES),
-            ("lr_range_mode", LR_RANGE_MODES),
-            ("recipe", tuple(RECIPES)),
-        ):
+        for name, choices in CHOICES.items():
             value = getattr(self, name)
             if value is not None and value not in choices:
                 raise ValueError(f"{name.replace('_', '-')} must be one of {choices}, got {value!r}")
@@ -339,170 +450,45 @@ def _choice_or_auto(choices: Sequence[str]):
 _UNSET = object()  # a flag not given on the command line
 
 
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = False) -> None:
-    """Adds the flags of TrainConfig. Unset flags keep the preset's or the default value.
+    """Adds a flag for every field of TrainConfig, from its metadata. Unset flags keep the
+    preset's or the default value.
 
     With `lr_range_only`, only the flags that matter to the LR range test.
     """
-    d = TrainConfig()
-
-    def add(group, name: str, *aliases: str, **kw: Any) -> None:
-        flag = "--" + name.replace("_", "-")
-        group.add_argument(flag, *aliases, dest=name, default=_UNSET, **kw)
-
-    def boolean(group, name: str, help: str) -> None:
-        add(group, name, action=argparse.BooleanOptionalAction, help=f"{help} (default: {getattr(d, name)})")
-
-    g = parser.add_argument_group("data")
-    add(g, "data", help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA, else download)")
-    add(g, "data_dir", help="tfds data_dir, or where --data download keeps the archive (default: the cache folder)")
-    add(g, "cache_dir", help="decoded-array and compilation cache (default: $JAXCIFAR_CACHE or ~/.cache/jaxcifar)")
-    add(g, "n_train", type=int, help="class-stratified training subset size (default: all 50,000)")
-    add(g, "n_test", type=int, help="test subset size (default: all 10,000)")
-    g = parser.add_argument_group("model")
-    add(g, "width", type=int, help=f"base width: stages of w, 2w, 4w, 8w channels (default: {d.width})")
-    add(
-        g,
-        "dtype",
-        type=_choice_or_auto(DTYPES),
-        metavar="{auto,float32,bfloat16}",
-        help="compute type (default: auto = bfloat16 on GPU/TPU, float32 on CPU)",
-    )
-    add(g, "logit_scale", type=float, help=f"logit multiplier (default: {d.logit_scale})")
-    add(
-        g,
-        "kernel_grad",
-        type=_choice_or_auto(KERNEL_GRADS),
-        metavar="{auto,xla,taps}",
-        help="conv kernel gradient: XLA's, or nine matmuls (default: auto = xla)",
-    )
-    add(
-        g,
-        "conv",
-        type=_choice_or_auto(CONVS),
-        metavar="{auto,xla,winograd}",
-        help="convolutions after the first: XLA's, or Winograd's F(4x4, 3x3) (default: auto = winograd on CPU "
-        "from width 32 on, else xla)",
-    )
-    add(
-        g,
-        "batch_norm",
-        type=_choice_or_auto(BATCH_NORMS),
-        metavar="{auto,flax,matvec}",
-        help="BatchNorm's batch sums: Flax's layer, or matrix-vector products with their own gradient (the same "
-        "numbers to float rounding; default: auto = matvec on CPU from width 32 on, else flax)",
-    )
-    g = parser.add_argument_group("optimisation")
-    add(g, "batch_size", type=int, help=f"global batch, split over the devices (default: {d.batch_size})")
-    add(g, "momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
-    boolean(g, "nesterov", "Nesterov momentum")
-    add(g, "weight_decay", type=float, help=f"L2 added to the gradient of every parameter (default: {d.weight_decay})")
-    add(g, "label_smoothing", type=float, help=f"label smoothing of the loss (default: {d.label_smoothing})")
-    g = parser.add_argument_group("augmentation")
-    add(
-        g,
-        "augment",
-        choices=AUGMENTERS,
-        help="numpy or albumentations on the host; device: the host draws, the step does the pixel work "
-        f"on uint8 batches (default: {d.augment})",
-    )
-    add(g, "flip_prob", type=float, help=f"horizontal flip probability (default: {d.flip_prob})")
-    add(g, "cutout", type=int, help=f"Cutout hole side in pixels, 0 disables (default: {d.cutout})")
-    add(g, "cutout_prob", type=float, help=f"share of images that get a hole (default: {d.cutout_prob})")
-    add(
-        g,
-        "cutout_placement",
-        choices=CUTOUT_PLACEMENTS,
-        help="inside: the hole whole inside the image; clip: its centre anywhere, clipped at the border, "
-        f"as the original's albumentations 0.4 Cutout (default: {d.cutout_placement})",
-    )
-    add(g, "workers", type=int, help="augmentation threads (default: 0 = min(4, CPU cores))")
-    g = parser.add_argument_group("LR range test")
-    add(g, "lr_range_start", "--start-lr", type=float, help=f"first LR of the sweep (default: {d.lr_range_start})")
-    add(g, "lr_range_end", "--end-lr", type=float, help=f"last LR of the sweep (default: {d.lr_range_end})")
-    add(g, "lr_range_iters", "--num-iter", type=int, help=f"sweep steps (default: {d.lr_range_iters})")
-    add(g, "lr_range_mode", "--lr-mode", choices=LR_RANGE_MODES, help=f"sweep spacing (default: {d.lr_range_mode})")
-    add(g, "lr_range_rule", "--rule", choices=LR_RULES, help=f"how LR_MAX is picked (default: {d.lr_range_rule})")
-    add(
-        g,
-        "lr_min_rule",
-        choices=LR_MIN_RULES,
-        help=f"how LR_MIN is picked when --lr-min is auto; div = LR_MAX / --lr-div (default: {d.lr_min_rule})",
-    )
-    add(
-        g,
-        "lr_min_fraction",
-        type=float,
-        help=f"the rise rule: LR_MIN where the accuracy has made this share of its rise (default: {d.lr_min_fraction})",
-    )
-    add(
-        g,
-        "lr_range_smoothing",
-        "--smoothing",
-        type=float,
-        help=f"EMA factor of the smoothed curves (default: {d.lr_range_smoothing})",
-    )
-    add(
-        g,
-        "lr_range_diverge",
-        "--diverge-factor",
-        type=float,
-        help=f"stop when the smoothed loss exceeds this x its best (default: {d.lr_range_diverge:g})",
-    )
-    add(g, "lr_div", "--div-factor", type=float, help=f"the div rule: LR_MIN = LR_MAX / this (default: {d.lr_div:g})")
-    g = parser.add_argument_group("run")
-    add(g, "seed", type=int, help=f"seed of initialisation, data order and augmentation (default: {d.seed})")
-    add(g, "out", help="output folder (default: runs/<timestamp>)")
-    add(
-        g,
-        "quick",
-        action="store_true",
-        help="a first try in minutes on a CPU: "
-        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
-        + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g}; flags given beside it win (default: off)",
-    )
-    add(
-        g,
-        "recipe",
-        choices=tuple(RECIPES),
-        help="preset: original (EVA4 S11, the defaults) or cifar10-fast (Page: Nesterov, weight decay 5e-4, "
-        "logits x 0.125, LR 0 -> 0.4 -> 0); flags given beside it win (default: original)",
-    )
-    boolean(g, "progress", "a progress bar per epoch")
-    if lr_range_only:
-        return
-    g = parser.add_argument_group("schedule and training")
-    add(g, "epochs", type=int, help=f"length of the run (default: {d.epochs})")
-    add(g, "lr_max", type=_float_or_auto, help="peak LR, or auto to run the LR range test first (default: auto)")
-    add(g, "lr_min", type=_float_or_auto, help="LR at both ends, or auto = by --lr-min-rule (default: auto)")
-    add(
-        g,
-        "peak_epoch",
-        type=float,
-        help="epochs until the LR peak (default: 5/24 of --epochs: epoch 5 of 24, and so on)",
-    )
-    add(g, "lr_range_json", help="reuse the LR range test in this lr_range.json instead of running one (default: none)")
-    add(
-        g,
-        "resume",
-        action="store_true",
-        help="continue the run in --out from its latest checkpoint; only these may differ from the run's "
-        f"settings: {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} (default: off)",
-    )
-    add(
-        g,
-        "checkpoint_every",
-        type=int,
-        help="epochs between checkpoints, 0 = only the last (and on Ctrl-C) (default: 1)",
-    )
-    boolean(g, "tta", "also evaluate with flip test-time augmentation; the plain accuracy stays the headline")
-    boolean(g, "gradcam", "draw the Grad-CAM figures at the end of the run")
-    g = parser.add_argument_group("devices and processes")
-    add(g, "devices", type=int, help="use the first N devices (default: all; the batch is split over them)")
-    add(g, "distributed", action="store_true", help="multi-process run with jax.distributed (default: off)")
-    add(g, "coordinator", help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS or the cluster's)")
-    add(g, "num_processes", type=int, help="processes in the run (default: from the environment)")
-    add(g, "process_id", type=int, help="this process's index (default: from the environment)")
+    groups = {
+        name: parser.add_argument_group(name) for name in GROUPS if not (lr_range_only and name in TRAIN_ONLY_GROUPS)
+    }
+    fields = sorted(
+        (f for f in dataclasses.fields(TrainConfig) if f.metadata.get("group") in groups),
+        key=lambda f: GROUPS.index(f.metadata["group"]),
+    )  # in groups, each group's flags in field order
+    for f in fields:
+        meta, kind = f.metadata, f.type.split("|")[0].strip()  # "float | None" -> "float"
+        optional = "None" in f.type
+        kw: dict[str, Any] = {}
+        if kind == "bool":
+            kw["action"] = "store_true" if f.name in SWITCHES else argparse.BooleanOptionalAction
+            shown = meta["shown"] or ("off" if f.name in SWITCHES else str(f.default))
+        else:
+            shown = meta["shown"] or _shown(f.default)
+            if f.name in CHOICES and optional:  # None is "auto"
+                choices = ("auto", *CHOICES[f.name])
+                kw.update(type=_choice_or_auto(CHOICES[f.name]), metavar="{" + ",".join(choices) + "}")
+            elif f.name in CHOICES:
+                kw["choices"] = CHOICES[f.name]
+            elif kind == "float" and shown == "auto":
+                kw["type"] = _float_or_auto
+            elif kind in ("int", "float"):
+                kw["type"] = int if kind == "int" else float
+        flag = "--" + f.name.replace("_", "-")
+        groups[meta["group"]].add_argument(
+            flag, *meta["aliases"], dest=f.name, default=_UNSET, help=f"{meta['help']} (default: {shown})", **kw
+        )
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -524,10 +510,16 @@ def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Trai
         raise  # unreachable: parser.error exits
 
 
+def parser(prog: str, description: str, *, lr_range_only: bool = False) -> argparse.ArgumentParser:
+    """The command line of the training (or, with lr_range_only, the LR range test) command."""
+    made = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(made, lr_range_only=lr_range_only)
+    return made
+
+
 def parse(argv: Sequence[str] | None, prog: str, description: str, *, lr_range_only: bool = False) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    add_arguments(parser, lr_range_only=lr_range_only)
-    return from_args(parser.parse_args(argv), parser)
+    made = parser(prog, description, lr_range_only=lr_range_only)
+    return from_args(made.parse_args(argv), made)
 
 
 def to_argv(config: TrainConfig) -> list[str]:

@@ -1,6 +1,6 @@
 """Errors for people, and the exit status of every command.
 
-Every command (`python -m jaxcifar.X`, scripts/) ends with one exit status:
+Every command (`python -m jaxcifar.X`, `python -m research.X`) ends with one exit status:
 
   0    done
   1    failed while running (a diverged run, data that could not be fetched)
@@ -18,6 +18,7 @@ programming error, a library's bug) keeps its traceback.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,16 +48,22 @@ class UsageError(ValueError):
     """A bad setting or input, found before anything was started (exit status 2)."""
 
 
-def _raised_by_jaxcifar(error: BaseException) -> bool:
+def _raised_by_us(error: BaseException, own: Path | None) -> bool:
+    """Whether the error was raised in jaxcifar, or in the package of the command's own module."""
     tb = error.__traceback__
     last = None
     while tb is not None:
         last, tb = tb, tb.tb_next
-    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE)
+    where = Path(last.tb_frame.f_code.co_filename).resolve() if last is not None else None
+    return where is not None and (where.is_relative_to(PACKAGE) or (own is not None and where.is_relative_to(own)))
 
 
 def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps a command's `main(argv)`: errors meant for people become "error: ..." and an exit status."""
+
+    # The studies beside the package (research/) raise errors for people too.
+    package = getattr(sys.modules.get(main.__module__), "__package__", None)
+    own = Path(inspect.getfile(main)).resolve().parent if package else None
 
     @functools.wraps(main)
     def run(argv=None):
@@ -69,7 +76,7 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
             print("interrupted (Ctrl-C)", file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED) from None
         except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-            if not _raised_by_jaxcifar(e):
+            if not _raised_by_us(e, own):
                 raise
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(EXIT_FAILED if isinstance(e, RuntimeError) else EXIT_USAGE) from e

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcifar import checkpoint as checkpoint_lib
-from jaxcifar import plots, records
+from jaxcifar import plots, records, startup
 from jaxcifar.augment import AugmentConfig, denormalize, normalize
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10
@@ -238,6 +238,7 @@ def run_on(
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.gradcam --run runs/NAME`: Grad-CAM of misclassified test images."""
+    startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
     parser = argparse.ArgumentParser(
         prog="python -m jaxcifar.gradcam",
         description="Draw Grad-CAM heat maps of misclassified test images for a finished training run.",

@@ -55,9 +55,19 @@ LR_MAX) says why, and LR_MIN falls back to `div` with a warning.
 
 from __future__ import annotations
 
+import sys
+
+from jaxcifar import config as config_lib
+from jaxcifar import startup
+
+PROG = "python -m jaxcifar.lr_range"
+DESCRIPTION = "Sweep the learning rate up on a fresh model, record loss and accuracy, and suggest LR_MAX and LR_MIN."
+
+if __name__ == "__main__":  # the command line, before JAX loads: --help at once, XLA's CPU flags, huge pages
+    startup.prepare("jaxcifar.lr_range", sys.argv[1:], lambda: config_lib.parser(PROG, DESCRIPTION, lr_range_only=True))
+
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,8 +75,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxcifar import config as config_lib
-from jaxcifar import exec_with_huge_pages, parallel, plots, records
+from jaxcifar import parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import Progress, StopRequest, say
@@ -74,7 +83,6 @@ from jaxcifar.data import CIFAR10
 from jaxcifar.errors import Stopped, entry_point
 from jaxcifar.loader import load_data, make_train_loader
 
-DESCRIPTION = "Sweep the learning rate up on a fresh model, record loss and accuracy, and suggest LR_MAX and LR_MIN."
 SKIP_START, SKIP_END = 10, 5
 # Host reads of the loss, for the divergence check, lag the device by a few
 # steps and happen every CHECK_EVERY steps, so the device never waits.
@@ -450,7 +458,8 @@ def load(path: str | Path) -> dict:
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.lr_range`: run the sweep and write lr_range.json/png into --out."""
-    config = config_lib.parse(argv, "python -m jaxcifar.lr_range", DESCRIPTION, lr_range_only=True)
+    startup.set_cpu_flags()  # where main is called from Python: the command line has set them
+    config = config_lib.parse(argv, PROG, DESCRIPTION, lr_range_only=True)
     out = Path(config.out) if config.out else Path("runs") / time.strftime("lr-range-%Y%m%d-%H%M%S")
     if taken := [str(p) for p in (out / "lr_range.json", out / "lr_range.png") if p.exists()]:
         raise FileExistsError(f"{', '.join(taken)} exists; nothing is overwritten. Choose another --out.")
@@ -463,5 +472,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    exec_with_huge_pages("jaxcifar.lr_range", sys.argv[1:])
     main()

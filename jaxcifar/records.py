@@ -123,8 +123,8 @@ def command_line() -> str:
     """The command that started this process, as a user would type it."""
     program, *args = sys.argv or [""]
     path = Path(program)
-    if path.suffix == ".py" and path.parent.name == "jaxcifar":
-        head = f"python -m jaxcifar.{path.stem}"
+    if path.suffix == ".py" and path.parent.name in ("jaxcifar", "research"):  # python -m PACKAGE.MODULE
+        head = f"python -m {path.parent.name}.{path.stem}"
     elif path.suffix == ".py":
         head = f"python {shlex.quote(program)}"
     else:

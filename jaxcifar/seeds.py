@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcifar import config as config_lib
-from jaxcifar import lr_range, records, train
+from jaxcifar import lr_range, records, startup, train
 from jaxcifar import steps as steps_lib
 from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
@@ -83,6 +83,7 @@ def seed_row(seed: int, summary: dict) -> dict:
 
 @entry_point
 def main(argv=None) -> dict:
+    startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
     parser = argparse.ArgumentParser(
         prog="python -m jaxcifar.seeds",
         description="Train the recipe with several seeds and report the mean and spread of the test accuracy.",

@@ -24,10 +24,22 @@ usage or input (nothing was started), 130 stopped by Ctrl-C, 143 stopped by SIGT
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+from jaxcifar import config as config_lib
+from jaxcifar import startup
+
+PROG = "python -m jaxcifar.train"
+DESCRIPTION = (
+    "Train ResNet-9 on CIFAR-10 with the one-cycle recipe (LR range test first with --lr-max auto), "
+    "evaluating after every epoch."
+)
+
+if __name__ == "__main__":  # the command line, before JAX loads: --help at once, XLA's CPU flags, huge pages
+    startup.prepare("jaxcifar.train", sys.argv[1:], lambda: config_lib.parser(PROG, DESCRIPTION))
+
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,8 +48,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxcifar import config as config_lib
-from jaxcifar import exec_with_huge_pages, gradcam, lr_range, parallel, plots, records
+from jaxcifar import gradcam, lr_range, parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
@@ -563,12 +574,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     Exits 1 when the run fails, 2 on bad input, 130 on Ctrl-C, 143 on SIGTERM.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m jaxcifar.train",
-        description="Train ResNet-9 on CIFAR-10 with the one-cycle recipe (LR range test first with --lr-max auto), "
-        "evaluating after every epoch.",
-    )
-    config_lib.add_arguments(parser)
+    startup.set_cpu_flags()  # where main is called from Python: the command line has set them
+    parser = config_lib.parser(PROG, DESCRIPTION)
     args = parser.parse_args(argv)
     config = config_lib.from_args(args, parser)
     if config.distributed:
@@ -585,5 +592,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    exec_with_huge_pages("jaxcifar.train", sys.argv[1:])
     main()

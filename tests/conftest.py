@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from jaxcifar import startup
+
+# The tests run XLA as the command lines do (YNNPACK off on the CPU), their subprocesses too.
+startup.set_cpu_flags()
+
 REPO = Path(__file__).resolve().parents[1]
 # The development machines keep the real images beside the checkout
 # (../shared/data, see its README); JAXCIFAR_TEST_DATA points elsewhere.

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxcifar import startup
+
+startup.set_cpu_flags()  # XLA as the commands run it (test_parallel sets XLA_FLAGS anew)
 ARGS = sys.argv[1:]
 if len(ARGS) >= 6:  # multi-process: join before anything else touches JAX
     from jaxcifar import parallel

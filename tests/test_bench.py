@@ -1,4 +1,4 @@
-"""Tests for jaxcifar.bench: the benchmark's record, its budget, the device check, the PyTorch reference."""
+"""Tests for research: the benchmark's record, its budget, the device check, the PyTorch reference."""
 
 import builtins
 import json
@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxcifar.bench import augment_speed, benchmark, conv_layers, device_check
+from research import benchmark, benchmark_augment, conv_layers, device_check
 
 TINY = ["--batch-size", "16", "--width", "4", "--steps", "1", "--epoch-steps", "2", "--no-torch"]
 
@@ -142,7 +142,7 @@ def test_a_missing_albumentations_is_recorded_not_fatal(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_albumentations)
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (1024, 32, 32, 3), dtype=np.uint8), np.zeros(1024, np.int32)
-    rows = augment_speed.measure(images, labels, batches=2)
+    rows = benchmark_augment.measure(images, labels, batches=2)
     failed = [r for r in rows if r["augment"] == "albumentations"]
     assert len(failed) == 1 and "No module named 'albumentations'" in failed[0]["error"]
     assert all(r["images_per_s"] > 0 for r in rows if r["augment"] != "albumentations")
@@ -163,7 +163,7 @@ def test_the_device_check_fails_fast_on_a_cpu(capsys):
 
 def test_torch_reference_is_the_same_network():
     torch = pytest.importorskip("torch")
-    from jaxcifar.bench import torch_reference
+    from research import torch_reference
 
     model = torch_reference.resnet9()
     assert sum(p.numel() for p in model.parameters()) == 6_573_120
@@ -172,7 +172,7 @@ def test_torch_reference_is_the_same_network():
 
 def test_conv_layers_give_pytorch_the_same_arithmetic():
     pytest.importorskip("torch")
-    from jaxcifar.bench import torch_reference
+    from research import torch_reference
 
     x, kernel, g = conv_layers.conv_inputs(3, 8, 5, 6)
     ours, theirs = conv_layers.jax_parts(x, kernel, g), torch_reference.conv_parts(x, kernel, g)
@@ -194,7 +194,7 @@ def test_steps_match_the_pytorch_originals_from_the_same_weights():
     computations of a network at a high LR do, once a ReLU or max-pool decision
     flips: at this tiny width from the third step.)"""
     pytest.importorskip("torch")
-    from jaxcifar.bench import torch_reference
+    from research import torch_reference
 
     rng = np.random.default_rng(0)
     # 97 steps per epoch, as at batch 512, so both schedules put the peak at the same step.
@@ -215,10 +215,10 @@ def test_steps_match_the_pytorch_originals_from_the_same_weights():
 
 
 def test_ctrl_c_latency_is_measured_on_a_real_run():
-    from jaxcifar.bench import ctrl_c
+    from research import ctrl_c_latency
 
     flags = "--data synthetic --n-train 640 --n-test 100 --width 4 --batch-size 64 --lr-max 0.05 --no-progress"
-    result = ctrl_c.measure(flags.split(), after=2.0, timeout=120)
+    result = ctrl_c_latency.measure(flags.split(), after=2.0, timeout=120)
     assert result["exit_code"] == 130, result["log_tail"]
     epoch, batch = result["stopped_at"]
     assert epoch >= 1 and 0 <= batch < 10 and 0 < result["signal_to_exit_s"] < 60
@@ -229,7 +229,7 @@ def test_the_per_entry_winograd_variant_computes_the_same_tiles(monkeypatch):
     # row's columns on their own, the entries stacked one by one. Op by op (no fusion),
     # both give the same floats, bit for bit.
     from jaxcifar import model
-    from jaxcifar.bench import cpu_variants
+    from research import cpu_variants
 
     rng = np.random.default_rng(0)
     x, g = rng.normal(size=(2, 8, 12, 3)).astype(np.float32), rng.normal(size=(2, 8, 12, 5)).astype(np.float32)
@@ -250,7 +250,7 @@ def test_the_per_entry_winograd_variant_computes_the_same_tiles(monkeypatch):
 
 
 def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp_path, monkeypatch):
-    from jaxcifar.bench import cpu_variants
+    from research import cpu_variants
 
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)  # the variants' own malloc settings, not this process's
 
@@ -274,7 +274,7 @@ def test_cpu_variants_run_each_in_its_own_process_and_compare_to_the_default(tmp
 
 
 def test_a_variant_at_a_git_revision_runs_that_revisions_code_in_the_same_run(tmp_path, capsys):
-    from jaxcifar.bench import cpu_variants
+    from research import cpu_variants
 
     if not (cpu_variants.SOURCE.parent / ".git").exists():
         pytest.skip("needs a git checkout of jaxcifar (this copy has no .git)")

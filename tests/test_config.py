@@ -1,5 +1,6 @@
 """Tests for jaxcifar.config: presets that cannot lie, one vocabulary of flags, validation at construction."""
 
+import argparse
 import dataclasses
 
 import pytest
@@ -196,3 +197,26 @@ def test_bad_flags_are_argparse_errors(argv, message, capsys):
         parse(*argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_every_setting_is_a_flag_that_says_its_fields_help_and_default():
+    parser = argparse.ArgumentParser()
+    config_lib.add_arguments(parser)
+    actions = {a.dest: a for a in parser._actions}
+    flagged = [f for f in dataclasses.fields(TrainConfig) if f.metadata["group"]]
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {f.name for f in flagged} == {"overrides"}
+    for f in flagged:
+        action = actions[f.name]
+        assert action.option_strings[0] == "--" + f.name.replace("_", "-")
+        assert action.help.startswith(f.metadata["help"] + " (default: ")
+    assert actions["lr_range_iters"].option_strings == ["--lr-range-iters", "--num-iter"]  # torch-lr-finder's name
+    assert actions["lr_div"].option_strings == ["--lr-div", "--div-factor"]
+    assert actions["weight_decay"].help == (
+        "L2 coefficient added to the gradient of every parameter (PyTorch SGD style) (default: 0.005)"
+    )
+    assert actions["workers"].help == "augmentation threads (default: 0 = min(4, CPU cores))"
+    assert actions["lr_max"].type("auto") is None and actions["lr_max"].type("0.25") == 0.25
+    assert actions["conv"].type("auto") is None and actions["conv"].type("winograd") == "winograd"
+    assert actions["augment"].choices == ("numpy", "albumentations", "device") and actions["epochs"].type is int
+    assert isinstance(actions["nesterov"], argparse.BooleanOptionalAction) and actions["quick"].nargs == 0
+    assert [g.title for g in parser._action_groups[2:]] == list(config_lib.GROUPS)

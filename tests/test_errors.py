@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from jaxcifar import augment, evidence, gradcam, lr_range, schedule, seeds, train
-from jaxcifar.bench import benchmark, device_check
+from jaxcifar import augment, gradcam, lr_range, schedule, seeds, train
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import load_cifar10
 from jaxcifar.errors import Stopped, entry_point
+from research import benchmark, collect_run, device_check
 
 
 @entry_point
@@ -56,7 +56,7 @@ def test_a_programming_error_keeps_its_traceback():
         (seeds.main, ["--seeds", "0"], "--seeds must be positive"),
         (schedule.main, ["--lr-min", "1", "--lr-max", "0.1"], "one_cycle needs 0 <= lr_min <= lr_max"),
         (augment.main, ["--images", "0"], "--images must be in 1..50"),
-        (evidence.main, ["{tmp}/none", "--name", "x"], "is {tmp}/none a finished jaxcifar run"),
+        (collect_run.main, ["{tmp}/none", "--name", "x"], "is {tmp}/none a finished jaxcifar run"),
         (benchmark.main, ["--steps", "0"], "must be positive"),
         (device_check.main, ["--expect", "gpu"], "JAX runs on cpu, not gpu"),
     ],

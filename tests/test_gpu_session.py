@@ -1,4 +1,4 @@
-"""scripts/gpu_session.sh rehearsed on this CPU, every stage through the script itself, tiny.
+"""research/gpu_session.sh rehearsed on this CPU, every stage through the script itself, tiny.
 
 GPU sessions are rare and short: a typo or a missing hand-off must show up here,
 not after minutes of device time.
@@ -24,7 +24,7 @@ RUN_FLAGS = (
 def stand_in(tmp_path_factory):
     """A stand-in repository root (the script writes runs/, results/ and figures/ there)."""
     work = tmp_path_factory.mktemp("repo")
-    for name in ("jaxcifar", "scripts"):
+    for name in ("jaxcifar", "research"):
         (work / name).symlink_to(ROOT / name)
     (work / "results").mkdir()
     (work / "figures").mkdir()
@@ -43,7 +43,7 @@ def session(work, *args, extra=RUN_FLAGS, rehearsal=True, out=None, env=None):
         "JAXCIFAR_REHEARSAL": "1" if rehearsal else "0",
     }
     return subprocess.run(
-        ["bash", str(work / "scripts" / "gpu_session.sh"), *args],
+        ["bash", str(work / "research" / "gpu_session.sh"), *args],
         cwd=work,
         env=env,
         capture_output=True,
@@ -87,7 +87,7 @@ def test_lr_train_then_more_seeds_from_its_sweep(stand_in):
 def test_seeds_without_a_sweep_stop_at_once(tmp_path):
     work = tmp_path / "repo"
     work.mkdir()
-    (work / "scripts").symlink_to(ROOT / "scripts")
+    (work / "research").symlink_to(ROOT / "research")
     (work / "jaxcifar").symlink_to(ROOT / "jaxcifar")
     done = session(work, "seeds", "2")
     assert done.returncode == 2 and "no LR range test to reuse" in done.stderr

@@ -44,8 +44,10 @@ def test_refuse_overwrite_names_what_exists(tmp_path):
 def test_command_line_and_provenance(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/x/jaxcifar/train.py", "--lr-max", "auto", "--out", "runs/a b"])
     assert records.command_line() == "python -m jaxcifar.train --lr-max auto --out 'runs/a b'"
-    monkeypatch.setattr(sys, "argv", ["scripts/seeds.py", "--seeds", "5"])
-    assert records.command_line() == "python scripts/seeds.py --seeds 5"
+    monkeypatch.setattr(sys, "argv", ["/x/research/benchmark.py", "--steps", "5"])
+    assert records.command_line() == "python -m research.benchmark --steps 5"
+    monkeypatch.setattr(sys, "argv", ["tools/my run.py", "--seeds", "5"])
+    assert records.command_line() == "python 'tools/my run.py' --seeds 5"
     env = records.provenance()
     assert env["platform"] == "cpu" and env["device_count"] >= 1 and env["versions"]["numpy"] == np.__version__
 

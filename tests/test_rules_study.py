@@ -1,11 +1,11 @@
-"""Tests for jaxcifar.rules_study: every rule's picks and every pair's training, recorded."""
+"""Tests for research.lr_rules: every rule's picks and every pair's training, recorded."""
 
 import json
 
 import numpy as np
 import pytest
 
-from jaxcifar import rules_study
+from research import lr_rules
 
 TINY = (
     "--data synthetic --n-train 640 --n-test 100 --width 4 --batch-size 64 --epochs 1 --peak-epoch 0.5 "
@@ -15,10 +15,10 @@ TINY = (
 
 def test_the_study_sweeps_once_per_seed_and_trains_every_pair(tmp_path):
     out = tmp_path / "study"
-    result = rules_study.main([*TINY, "--seeds", "2", "--out", str(out), "--json", str(tmp_path / "r.json")])
+    result = lr_rules.main([*TINY, "--seeds", "2", "--out", str(out), "--json", str(tmp_path / "r.json")])
     assert json.loads((tmp_path / "r.json").read_text())["seeds"] == 2
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("sweep")) == ["sweep-0", "sweep-1"]
-    assert [(r["rule"], r["lr_min_rule"]) for r in result["pairs"]] == list(rules_study.PAIRS)
+    assert [(r["rule"], r["lr_min_rule"]) for r in result["pairs"]] == list(lr_rules.PAIRS)
     for row in result["pairs"]:
         finals = [r["final_test_accuracy"] for r in row["runs"]]
         assert row["final_test_accuracy_mean"] == pytest.approx(np.mean(finals))
@@ -31,5 +31,5 @@ def test_the_study_sweeps_once_per_seed_and_trains_every_pair(tmp_path):
     assert picks["values"] == [s["suggestions"]["accuracy"] for s in sweeps]
     assert picks["log10_std"] == pytest.approx(np.std(np.log10(picks["values"]), ddof=1))
     with pytest.raises(SystemExit) as exc:  # the study folder is never reused
-        rules_study.main([*TINY, "--seeds", "2", "--out", str(out)])
+        lr_rules.main([*TINY, "--seeds", "2", "--out", str(out)])
     assert exc.value.code == 2

@@ -3,27 +3,31 @@
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "jaxcifar"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "jaxcifar"  # the product: what a user installs and imports
+RESEARCH = REPO / "research"  # the studies, benchmarks and evidence beside it, never installed
 # Imports inside functions that are allowed: heavy or optional dependencies a code path alone needs.
 LATE_IMPORTS = {
     ("augment", "albumentations"),  # the albumentations path only (and its online check is switched off first)
+    ("augment", "jaxcifar.plots"),  # matplotlib for its sample figure only: config imports augment
     ("augment", "cv2"),
     ("console", "tqdm.auto"),  # terminals only
     ("records", "jax"),  # data and augment use records and import no JAX
     ("data", "tensorflow_datasets"),  # --data tfds only
     ("data", "PIL"),  # image-folder sources only
-    ("bench.benchmark", "jaxcifar.bench.torch_reference"),  # where torch is installed
-    ("bench.cpu_variants", "jaxcifar.bench.torch_reference"),
-    ("bench.conv_layers", "jaxcifar.bench.torch_reference"),
+    ("research.benchmark", "research.torch_reference"),  # where torch is installed
+    ("research.cpu_variants", "research.torch_reference"),
+    ("research.conv_layers", "research.torch_reference"),
 }
 
 
 def modules() -> dict[str, ast.Module]:
-    return {
-        ".".join(p.relative_to(PACKAGE).with_suffix("").parts): ast.parse(p.read_text())
-        for p in PACKAGE.rglob("*.py")
-        if p.name != "__init__.py"
+    """Product modules by their name in the package ("train"), research ones as "research.X"."""
+    product = {p.stem: ast.parse(p.read_text()) for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    research = {
+        f"research.{p.stem}": ast.parse(p.read_text()) for p in RESEARCH.glob("*.py") if p.name != "__init__.py"
     }
+    return {**product, **research}
 
 
 def imported(tree: ast.AST) -> list[tuple[str, bool]]:
@@ -49,8 +53,8 @@ def local_graph() -> dict[str, set[str]]:
     for name, tree in trees.items():
         deps = set()
         for module, _ in imported(tree):
-            if module.startswith("jaxcifar."):
-                target = module[len("jaxcifar.") :]
+            if module.startswith(("jaxcifar.", "research.")):
+                target = module.removeprefix("jaxcifar.")
                 while target and target not in trees:
                     target = target.rpartition(".")[0]
                 if target and target != name:
@@ -86,8 +90,14 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 
 def test_the_layers_point_one_way():
     graph = local_graph()
-    # The driver is imported by nothing in the package but the multi-run tools.
-    assert {m for m, deps in graph.items() if "train" in deps} == {"seeds", "rules_study", "jpeg_study"}
+    product = {m for m in graph if not m.startswith("research.")}
+    assert len(product) == 19 and not {d for m in product for d in graph[m]} - product  # research is never imported
+    # The driver is imported by nothing in the package but the seeds command (and by the studies).
+    assert {m for m, deps in graph.items() if "train" in deps} == {
+        "seeds",
+        "research.lr_rules",
+        "research.jpeg_quality",
+    }
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
     assert graph["model"] == set() and graph["schedule"] <= {"plots", "records", "errors"}
     assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["gradcam"]
@@ -96,13 +106,26 @@ def test_the_layers_point_one_way():
 
 
 def commands():
-    from jaxcifar import augment, evidence, gradcam, investigation, lr_range, model, rules_study, schedule, seeds, train
-    from jaxcifar.bench import augment_speed, benchmark, cpu_variants, ctrl_c, device_check
+    from jaxcifar import augment, gradcam, lr_range, model, schedule, seeds, train
+    from research import (
+        benchmark,
+        benchmark_augment,
+        collect_run,
+        conv_layers,
+        cpu24_runs,
+        cpu_variants,
+        ctrl_c_latency,
+        device_check,
+        jpeg_quality,
+        lr_rules,
+        readme_tables,
+    )
 
     return [
-        *(train, lr_range, gradcam, schedule, augment, model, seeds, evidence, investigation, rules_study),
-        *(benchmark, augment_speed, device_check, ctrl_c, cpu_variants),
-    ]
+        *(train, lr_range, gradcam, schedule, augment, model, seeds),
+        *(benchmark, benchmark_augment, collect_run, conv_layers, cpu24_runs, cpu_variants, ctrl_c_latency),
+        *(device_check, jpeg_quality, lr_rules, readme_tables),
+    ]  # and research.torch_reference, which needs torch: test_bench reads its flags where torch is
 
 
 def parser_of(main, monkeypatch):
@@ -165,17 +188,43 @@ CONV_HLO = (
 )
 
 
-def test_importing_jaxcifar_switches_ynnpack_off_on_cpu_and_keeps_the_users_flags():
-    # YNNPACK's convolution gradients halved the CPU step's speed at batch 512 (jaxcifar/__init__.py).
+def test_importing_jaxcifar_changes_nothing_and_the_cpu_flags_switch_ynnpack_off():
+    # YNNPACK's convolution gradients halved the CPU step's speed at batch 512 (jaxcifar/startup.py).
+    from jaxcifar import startup
+
     assert run_python(CONV_HLO, None).strip() == "True"  # JAX's default: YNNPACK
-    assert run_python("import jaxcifar; " + CONV_HLO, None).strip() == "False"
-    shown = "import jaxcifar, os; print(os.environ['XLA_FLAGS'])"
+    same = "import os; e = dict(os.environ); import jaxcifar.train, jaxcifar.lr_range; print(dict(os.environ) == e)"
+    assert run_python(same, None).strip() == "True"  # importing the package sets nothing
+    assert run_python("from jaxcifar import startup; startup.set_cpu_flags(); " + CONV_HLO, None).strip() == "False"
+    shown = "import os; from jaxcifar import startup; startup.set_cpu_flags(); print(os.environ['XLA_FLAGS'])"
     flags = run_python(shown, "--xla_force_host_platform_device_count=2").split()
     assert flags == ["--xla_force_host_platform_device_count=2", "--xla_cpu_experimental_ynn_fusion_type="]
     own = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
     assert run_python(shown, own).split() == [own]  # a user's own choice stays
-    kept = run_python("import os; os.environ['JAXCIFAR_YNNPACK'] = '1'; import jaxcifar; " + CONV_HLO, None)
-    assert kept.strip() == "True"  # JAXCIFAR_YNNPACK=1: JAX's default
+    env = {"JAXCIFAR_YNNPACK": "1"}
+    assert not startup.set_cpu_flags(env) and env == {"JAXCIFAR_YNNPACK": "1"}  # JAX's default kept
+    env = {"JAX_PLATFORMS": "cuda"}
+    assert not startup.set_cpu_flags(env) and env == {"JAX_PLATFORMS": "cuda"}  # not on a GPU
+    env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_dump_to=/tmp/x"}
+    assert startup.set_cpu_flags(env) and env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + startup.YNN_FLAG + "="
+    assert startup.jaxlib_knows(startup.YNN_FLAG) and not startup.jaxlib_knows("--xla_jaxcifar_no_such_flag")
+
+
+def imported_by(argv: list[str]) -> tuple[str, set[str]]:
+    """(stdout, the top-level modules it imported) of `python -X importtime ARGV`."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, check=True)
+    names = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    return done.stdout, names
+
+
+def test_help_answers_before_jax_loads():
+    for module in ("jaxcifar.train", "jaxcifar.lr_range"):
+        out, names = imported_by(["-m", module, "--help"])
+        assert out.startswith(f"usage: python -m {module}") and "--lr-range-rule" in out, module
+        assert {"jaxcifar", "numpy"} <= names and not names & {"jax", "jaxlib", "flax", "optax", "orbax", "matplotlib"}
 
 
 def test_the_commands_start_again_once_with_huge_pages_on_linux(monkeypatch):
@@ -183,13 +232,13 @@ def test_the_commands_start_again_once_with_huge_pages_on_linux(monkeypatch):
     import subprocess
     import sys
 
-    import jaxcifar
+    from jaxcifar import startup
 
     calls = []
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     monkeypatch.delenv("JAXCIFAR_HUGE_PAGES", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
-    jaxcifar.exec_with_huge_pages("jaxcifar.train", ["--quick"], execve=lambda *a: calls.append(a))
+    startup.exec_with_huge_pages("jaxcifar.train", ["--quick"], execve=lambda *a: calls.append(a))
     ((path, argv, env),) = calls
     assert path == sys.executable and argv == [sys.executable, "-m", "jaxcifar.train", "--quick"]
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1" and env["PATH"] == os.environ["PATH"]
@@ -197,13 +246,41 @@ def test_the_commands_start_again_once_with_huge_pages_on_linux(monkeypatch):
     for name, value in (("GLIBC_TUNABLES", "glibc.malloc.arena_max=2"), ("JAXCIFAR_HUGE_PAGES", "0")):
         with monkeypatch.context() as m:  # the user's own tunables, or the switch off: no restart
             m.setenv(name, value)
-            jaxcifar.exec_with_huge_pages("jaxcifar.train", [], execve=lambda *a: calls.append(a))
+            startup.exec_with_huge_pages("jaxcifar.train", [], execve=lambda *a: calls.append(a))
     monkeypatch.setattr(sys, "platform", "darwin")
-    jaxcifar.exec_with_huge_pages("jaxcifar.train", [], execve=lambda *a: calls.append(a))
+    startup.exec_with_huge_pages("jaxcifar.train", [], execve=lambda *a: calls.append(a))
     assert calls == []
     monkeypatch.undo()
     if sys.platform == "linux":  # the real restart: the module runs in the same process, with the variable
-        code = "from jaxcifar import exec_with_huge_pages as e; e('jaxcifar.model', ['--width', '4'])"
+        code = "from jaxcifar.startup import exec_with_huge_pages as e; e('jaxcifar.model', ['--width', '4'])"
         env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JAXCIFAR_HUGE_PAGES")}
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert "Total params: 26,340" in done.stdout
+
+
+def test_the_wheel_holds_the_product_alone(tmp_path):
+    # pip builds it as a user's install would (setuptools from the index, in isolation).
+    import subprocess
+    import sys
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("jaxcifar-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = {n.removeprefix("jaxcifar/") for n in names if n.startswith("jaxcifar/")}
+    assert modules == {p.name for p in PACKAGE.glob("*.py")}  # every product module, nothing else
+    assert {n.split("/")[0] for n in names} == {"jaxcifar", wheel.name.rsplit("-", 3)[0] + ".dist-info"}
+
+
+def test_one_version_the_projects():
+    import re
+
+    import jaxcifar
+
+    (declared,) = re.findall(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
+    assert jaxcifar.__version__ == declared  # read from the installed metadata, not written twice

@@ -1,6 +1,6 @@
 """Where the CPU training step's time goes: each convolution of the network, JAX beside PyTorch.
 
-    python scripts/conv_layers.py --out results/conv-layers-cpu.json   # ~4 min on 2 cores
+    python -m research.conv_layers --out results/conv-layers-cpu.json   # ~4 min on 2 cores
 
 For every 3x3 convolution of ResNet-9 (`model.conv_shapes`) at the recipe's batch,
 times the three computations a training step makes of it: the forward pass, the
@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcifar import model, records
-from jaxcifar.bench import cpu_variants
+from jaxcifar import model, records, startup
 from jaxcifar.errors import entry_point
+from research import cpu_variants
 
 PARTS = ("forward", "input_grad", "kernel_grad")
 
@@ -145,7 +145,7 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
     gradient no step computes.
     """
     if torch:
-        from jaxcifar.bench import torch_reference
+        from research import torch_reference
     rows = []
     for name, side, c_in, c_out in model.conv_shapes(width):
         x, kernel, g = conv_inputs(batch_size, side, c_in, c_out)
@@ -204,7 +204,7 @@ def whole_steps(batch_size: int, width: int, steps: int, torch: bool) -> dict:
     for key, variant in (("jax_ms", "default"), ("jax_xla_ms", "xla-conv")):
         out[key] = 1e3 * batch_size / cpu_variants.worker(variant, batch_size, steps, width)["images_per_s"]
     if torch:
-        from jaxcifar.bench import torch_reference
+        from research import torch_reference
 
         theirs = torch_reference.measure("channels_last", batch_size, width, steps, warmup=1)
         out["torch_channels_last_ms"] = 1e3 * batch_size / theirs["images_per_s"]
@@ -213,8 +213,9 @@ def whole_steps(batch_size: int, width: int, steps: int, torch: bool) -> dict:
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
+    startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
     parser = argparse.ArgumentParser(
-        prog="python scripts/conv_layers.py",
+        prog="python -m research.conv_layers",
         description="Time each convolution of the training step (forward, input and kernel gradient) "
         "in JAX and PyTorch, and the whole step of each.",
     )
@@ -231,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch = not args.no_torch
     if torch:
         try:
-            from jaxcifar.bench import torch_reference  # noqa: F401
+            from research import torch_reference  # noqa: F401
         except ImportError:
             torch = False
             print("torch is not installed: JAX alone")

@@ -1,7 +1,7 @@
 """Speed of jaxcifar, measured side by side with PyTorch in one run.
 
-    python scripts/benchmark.py                            # GPU: batch 512, 20 steps
-    python scripts/benchmark.py --batch-size 128 512 --steps 4 --epoch-steps 6   # a 2-core CPU
+    python -m research.benchmark                            # GPU: batch 512, 20 steps
+    python -m research.benchmark --batch-size 128 512 --steps 4 --epoch-steps 6   # a 2-core CPU
 
 Measures, on the default device, in this order: compile time and training-step
 throughput (images/s) in float32 and bfloat16 (and, on CPU, the nine-matmul
@@ -33,15 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcifar import lr_range, parallel, records
+from jaxcifar import lr_range, parallel, records, startup
 from jaxcifar import steps as steps_lib
-from jaxcifar.bench import augment_speed
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10, load_cifar10
 from jaxcifar.errors import entry_point
 from jaxcifar.loader import BatchLoader
 from jaxcifar.model import forward_flops
 from jaxcifar.schedule import one_cycle
+from research import benchmark_augment
 
 SCHEDULE = one_cycle(0.004, 0.04, 97)
 RECIPE_IMAGES = 24 * (50_000 // 512) * 512  # the 24-epoch recipe: 24 x 97 steps of 512 images
@@ -172,7 +172,7 @@ def lr_range_seconds(config: TrainConfig, images: np.ndarray, labels: np.ndarray
 def torch_rows(batch_size: int, width: int, steps: int) -> list[dict]:
     """PyTorch's figures of every variant the device supports; [] without torch."""
     try:
-        from jaxcifar.bench import torch_reference
+        from research import torch_reference
     except ImportError:
         return []
     torch = torch_reference.torch
@@ -202,7 +202,8 @@ def ratios(result: dict) -> dict:
 
 @entry_point
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python scripts/benchmark.py", description=__doc__.split("\n")[0])
+    startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
+    parser = argparse.ArgumentParser(prog="python -m research.benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, nargs="+", default=[512], help="one or more (default: 512)")
     parser.add_argument("--width", type=int, default=64, help="base width (default: 64)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement (default: 20)")
@@ -307,7 +308,7 @@ def main(argv=None) -> dict:
             section("lr range test", sweep)
 
     def augmentation():
-        result["augmentation"] = augment_speed.measure(images, labels, batches=40)
+        result["augmentation"] = benchmark_augment.measure(images, labels, batches=40)
         for a in result["augmentation"]:
             rate = f"{a['images_per_s']:>10,} img/s" if "images_per_s" in a else f"failed: {a['error'][:60]}"
             print(f"augmentation {a['augment']:<15} {a['workers']} thread(s): {rate}", flush=True)

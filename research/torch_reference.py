@@ -1,16 +1,16 @@
 """The same ResNet-9 and training step in PyTorch: a speed baseline, never a dependency.
 
-    python scripts/torch_reference.py [--batch-size 512] [--width 64] [--steps 20]
-    python scripts/torch_reference.py --compare-steps 6 --data PATH --lr-max 0.0781 [--out FILE.json]
+    python -m research.torch_reference [--batch-size 512] [--width 64] [--steps 20]
+    python -m research.torch_reference --compare-steps 6 --data PATH --lr-max 0.0781 [--out FILE.json]
 
 Prints images/s of one SGD step (forward, cross-entropy, backward, PyTorch SGD
 with momentum 0.9 and weight decay 5e-3) in each variant the device supports:
 eager; channels-last; torch.compile; and bfloat16 autocast (CUDA, or a CPU with
-native bfloat16). jaxcifar.bench.benchmark imports `measure` to put these beside the
+native bfloat16). research.benchmark imports `measure` to put these beside the
 JAX figures of the same run; `load_flax_variables` copies a jaxcifar model's
 weights in, so tests can hold our training step to the original's step by step;
-`conv_parts` gives jaxcifar.bench.conv_layers one convolution's kernels.
-Needs torch; jaxcifar's training code never imports it (only jaxcifar.bench does).
+`conv_parts` gives research.conv_layers one convolution's kernels.
+Needs torch; jaxcifar's training code never imports it (only research does).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from jaxcifar import records
+from jaxcifar import records, startup
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import load_cifar10
@@ -173,7 +173,7 @@ def measure(
 
 def conv_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
     """One 3x3 'same' convolution's forward pass, input gradient and kernel gradient with PyTorch's own
-    kernels in channels-last (what autograd calls), for jaxcifar.bench.conv_layers.
+    kernels in channels-last (what autograd calls), for research.conv_layers.
 
     Args: x float32[N, H, W, C], kernel float32[3, 3, C, K], g float32[N, H, W, K] (NHWC / HWIO, as in JAX).
     Returns: {part: () -> the result as a NHWC / HWIO array}.
@@ -260,7 +260,8 @@ def compare_steps(
 
 @entry_point
 def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python scripts/torch_reference.py", description=__doc__.split("\n")[0])
+    startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
+    parser = argparse.ArgumentParser(prog="python -m research.torch_reference", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=512, help="images per step (default: 512)")
     parser.add_argument("--width", type=int, default=64, help="base width (default: 64)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (default: 20)")

@@ -1,7 +1,7 @@
 """Say what JAX runs on, and stop in seconds when it is not the accelerator a session paid for.
 
-    python -m jaxcifar.bench.device_check --expect gpu     # exit 1 unless JAX found a GPU
-    python -m jaxcifar.bench.device_check --expect any     # a CPU rehearsal: report only
+    python -m research.device_check --expect gpu     # exit 1 unless JAX found a GPU
+    python -m research.device_check --expect any     # a CPU rehearsal: report only
 
 A GPU session has minutes of device time; a silent fallback to the CPU (a jaxlib
 without CUDA, a driver JAX cannot use) would pick float32 and the CPU kernel
@@ -34,7 +34,7 @@ def report() -> dict:
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m jaxcifar.bench.device_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.device_check", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--expect",
         choices=("gpu", "tpu", "any"),

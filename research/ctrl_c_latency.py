@@ -1,6 +1,6 @@
 """How long Ctrl-C takes to stop a training run: from the signal to the saved checkpoint and the exit.
 
-    python scripts/ctrl_c_latency.py --data PATH --out results/ctrl-c-cpu.json    # full width, ~3 min on a CPU
+    python -m research.ctrl_c_latency --data PATH --out results/ctrl-c-cpu.json    # full width, ~3 min on a CPU
 
 Starts `python -m jaxcifar.train` in a subprocess (width 64, batch 512 unless told
 otherwise), waits until training has run `--after` seconds past compilation,
@@ -67,7 +67,7 @@ def measure(train_args: Sequence[str], after: float, timeout: float = 1800.0) ->
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python scripts/ctrl_c_latency.py",
+        prog="python -m research.ctrl_c_latency",
         description="Time how long Ctrl-C takes to stop a full-size training run.",
     )
     parser.add_argument("--data", default="synthetic", help="CIFAR-10 source (default: synthetic)")

@@ -1,6 +1,6 @@
 """What each CPU speed idea gives: the training step in several variants, side by side in one run.
 
-    python scripts/cpu_variants.py --batch-size 512 --out results/cpu-step-variants.json   # ~15 min on 2 cores
+    python -m research.cpu_variants --batch-size 512 --out results/cpu-step-variants.json   # ~15 min on 2 cores
 
 Each variant of jaxcifar's training step runs in a fresh process (XLA flags only
 take effect before JAX starts), in interleaved rounds, so a slow minute of the
@@ -31,15 +31,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcifar import HUGE_PAGES_TUNABLE, YNN_FLAG, model, parallel, records
+import jaxcifar
+from jaxcifar import model, parallel, records, startup
 from jaxcifar import steps as steps_lib
-from jaxcifar.bench import benchmark
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import UsageError, entry_point
 from jaxcifar.schedule import one_cycle
+from jaxcifar.startup import HUGE_PAGES_TUNABLE, YNN_FLAG
+from research import benchmark
 
 YNN_OFF = f"{YNN_FLAG}="
-SOURCE = Path(__file__).resolve().parents[1]  # the jaxcifar package that this process runs
+SOURCE = Path(jaxcifar.__file__).resolve().parent  # the jaxcifar package that this process runs
+RESEARCH_ROOT = Path(__file__).resolve().parents[1]  # the folder that holds research/
 # name: (what it is, environment, settings). "default" is jaxcifar as it ships.
 VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
     "default": (
@@ -139,6 +142,7 @@ def use_winograd_per_entry() -> None:
 
 def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     """Runs in the variant's own process: images/s of `steps` training steps after a warm-up."""
+    startup.set_cpu_flags()  # YNNPACK off as in the commands, unless the variant's JAXCIFAR_YNNPACK keeps it
     settings = dict(VARIANTS[variant][2])
     if settings.pop("max_pool", None) == "flax":
         model.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
@@ -161,21 +165,29 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
 def variant_env(variant: str) -> dict[str, str]:
     """The environment of a variant's process.
 
-    This process imported jaxcifar, which appended YNN_OFF to its XLA_FLAGS; a child
-    inheriting that would run without YNNPACK whatever JAXCIFAR_YNNPACK says. So the
-    switch is taken out here: the child's own import puts it back unless the variant
-    keeps YNNPACK.
+    This process may run with YNN_OFF in its XLA_FLAGS; a child inheriting that would run
+    without YNNPACK whatever JAXCIFAR_YNNPACK says. So the switch is taken out here: the
+    worker puts it back (startup.set_cpu_flags; at revisions before it, their `import
+    jaxcifar` did) unless the variant keeps YNNPACK.
     """
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(YNN_FLAG)]
     return {**os.environ, "XLA_FLAGS": " ".join(flags), **VARIANTS[variant][1]}
 
 
 def run_variant(variant: str, batch_size: int, steps: int, width: int, source: Path | None = None) -> dict:
-    """images/s of `variant` in its own process; with `source`, jaxcifar's code there (cwd and PYTHONPATH)."""
+    """images/s of `variant` in its own process; with `source`, jaxcifar's code there (cwd and PYTHONPATH).
+
+    The worker is the source's own where it has one (research/, or jaxcifar/bench/ before
+    the research tools left the package), else today's, with the source's jaxcifar.
+    """
     env = variant_env(variant)
+    worker_module = "research.cpu_variants"
     if source is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
-    command = [sys.executable, "-m", "jaxcifar.bench.cpu_variants", "--worker", variant]
+        paths = [str(source), str(RESEARCH_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        env["PYTHONPATH"] = os.pathsep.join(paths)  # the source's jaxcifar first
+        if (source / "jaxcifar" / "bench" / "cpu_variants.py").exists():
+            worker_module = "jaxcifar.bench.cpu_variants"
+    command = [sys.executable, "-m", worker_module, "--worker", variant]
     command += ["--batch-size", str(batch_size), "--steps", str(steps), "--width", str(width)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=source)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -203,9 +215,11 @@ def revision(rev: str) -> tuple[str, str]:
 
 
 def export_revision(full: str, into: Path) -> Path:
-    """jaxcifar/ as it was at commit `full`, written under `into` (git archive); returns the folder that holds it."""
+    """jaxcifar/ (and research/, where it had one) as at commit `full`, written under `into` (git archive);
+    returns the folder that holds them."""
     archive = into / "source.tar"
-    _git("archive", "--format=tar", "-o", str(archive), full, "jaxcifar")
+    folders = [f for f in ("jaxcifar", "research") if _git("ls-tree", "--name-only", full, f)]
+    _git("archive", "--format=tar", "-o", str(archive), full, *folders)
     with tarfile.open(archive) as tar:
         tar.extractall(into / full, filter="data")
     return into / full
@@ -249,7 +263,7 @@ def _measure(variants, batch_size, steps, rounds, width, torch, tmp: Path) -> di
     if torch:
         result["torch"] = []
         try:
-            from jaxcifar.bench import torch_reference
+            from research import torch_reference
         except ImportError:
             pass
         else:
@@ -264,7 +278,7 @@ def _measure(variants, batch_size, steps, rounds, width, torch, tmp: Path) -> di
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python scripts/cpu_variants.py",
+        prog="python -m research.cpu_variants",
         description="Time variants of the CPU training step (one process each), side by side with PyTorch.",
     )
     parser.add_argument("--batch-size", type=int, default=512, help="images per step (default: 512)")

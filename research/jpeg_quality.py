@@ -1,6 +1,6 @@
 """What JPEG costs the recipe: the same training on the data compressed once more.
 
-    python scripts/jpeg_quality.py --data ../shared/data/cifar10-jpeg.tar.gz --recipe cifar10-fast \
+    python -m research.jpeg_quality --data ../shared/data/cifar10-jpeg.tar.gz --recipe cifar10-fast \
         --width 16 --json results/jpeg-quality-cpu-w16.json     # 3 trainings of ~35 min on 2 idle cores
 
 The only real CIFAR-10 on the development machines is a JPEG copy (quality 75,
@@ -15,7 +15,7 @@ is a fresh loss of the same kind (on the copy's own grid it changes almost
 nothing); `Q` alone keeps the grid. What one more pass costs is a measured hint of
 what the first one cost, not a measurement of it.
 
-    python scripts/jpeg_quality.py --trained RUN [RUN ...] --variants none 75 75@4 50@4 30@4
+    python -m research.jpeg_quality --trained RUN [RUN ...] --variants none 75 75@4 50@4 30@4
 
 trains nothing: it tests finished runs' last networks on their test images passed
 through each variant (minutes), what a network trained on the copy loses when only
@@ -35,7 +35,7 @@ import numpy as np
 
 from jaxcifar import checkpoint as checkpoint_lib
 from jaxcifar import config as config_lib
-from jaxcifar import data, gradcam, records, train
+from jaxcifar import data, gradcam, records, startup, train
 from jaxcifar import seeds as seeds_lib
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
@@ -149,8 +149,9 @@ def study(config: TrainConfig, out: Path, variants: Sequence[str], seeds: int) -
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
+    startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
     parser = argparse.ArgumentParser(
-        prog="python scripts/jpeg_quality.py",
+        prog="python -m research.jpeg_quality",
         description="Train the same settings on the data as it is and compressed once more with JPEG.",
     )
     parser.add_argument(
@@ -166,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         type=Path,
         nargs="+",
         default=None,
-        help="train nothing: test each of these finished runs' last network on its test images through each variant",
+        help="train nothing: test each of these finished runs' last network on its test images through each "
+        "variant (default: train)",
     )
     parser.add_argument("--json", default=None, help="write the record here too (default: OUT/jpeg-quality.json only)")
     parser.add_argument("--force", action="store_true", help="replace --json if it exists (default: off)")

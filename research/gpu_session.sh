@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The GPU evidence, in device calls of under 10 minutes each. From the repository root on the device:
 #
-#   bash scripts/gpu_session.sh lr-train      # call 1: LR range test, the 24-epoch run with every figure and
+#   bash research/gpu_session.sh lr-train      # call 1: LR range test, the 24-epoch run with every figure and
 #                                             #   Grad-CAM (seed 0), then seeds 1-4 from the same sweep while time is left
-#   bash scripts/gpu_session.sh bench         # call 2: scripts/benchmark.py, PyTorch beside it, the LR range test timed
-#   bash scripts/gpu_session.sh seeds-fast 5  # call 3: 5 seeds of --recipe cifar10-fast (Page's settings, no sweep)
-#   bash scripts/gpu_session.sh seeds 5       # more seeds of the recipe from lr-train's sweep
+#   bash research/gpu_session.sh bench         # call 2: research.benchmark, PyTorch beside it, the LR range test timed
+#   bash research/gpu_session.sh seeds-fast 5  # call 3: 5 seeds of --recipe cifar10-fast (Page's settings, no sweep)
+#   bash research/gpu_session.sh seeds 5       # more seeds of the recipe from lr-train's sweep
 #                                             #   (runs/seeds/lr_range/lr_range.json, else .carry/lr_range.json)
-#   bash scripts/gpu_session.sh lr-pairs 2    # the recipe at fixed LR pairs (LR_MAX, LR_MAX / 10), 2 seeds each:
+#   bash research/gpu_session.sh lr-pairs 2    # the recipe at fixed LR pairs (LR_MAX, LR_MAX / 10), 2 seeds each:
 #                                             #   the original's 0.0444, the CPU sweep's 0.0781, then lower
 #                                             #   (LR_PAIRS="..." to choose); settles the LR pick (issue 17)
 #
@@ -51,7 +51,7 @@ DATA="${DATA:-.carry/cifar10-jpeg.tar.gz}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1 || true
 expect=gpu
 if [ "${JAXCIFAR_REHEARSAL:-0}" = 1 ]; then expect=any; fi
-python3 -m jaxcifar.bench.device_check --expect "$expect" | tee -a "$OUT/gpu.txt"
+python3 -m research.device_check --expect "$expect" | tee -a "$OUT/gpu.txt"
 device=$(python3 -c "import jax, re; print(re.sub(r'[^a-z0-9]+', '-', jax.devices()[0].device_kind.lower()).strip('-'))")
 if [ "$expect" = any ]; then device="rehearsal-$device"; fi
 left() { echo $((BUDGET - (SECONDS - started))); }
@@ -61,13 +61,13 @@ case "$stage" in
     rm -rf runs/seeds
     python3 -m jaxcifar.seeds --seeds 5 --data "$DATA" --out runs/seeds --tta --checkpoint-every 0 --no-progress \
       --time-budget "$(left)" ${EXTRA:-} 2>&1 | tee "$OUT/lr-train.log"
-    python3 scripts/collect_run.py runs/seeds/seed-0 --name "$device-24" --suffix="-$device-24" --force
+    python3 -m research.collect_run runs/seeds/seed-0 --name "$device-24" --suffix="-$device-24" --force
     cp runs/seeds/seeds.json "results/seeds-$device.json"
     tar czf "$OUT/evidence-lr-train.tar.gz" "results/$device-24.json" "results/seeds-$device.json" \
       figures/*"-$device-24.png" -C runs/seeds lr_range/lr_range.json
     ;;
   bench)
-    python3 scripts/benchmark.py --data "$DATA" --lr-range --budget "$(left)" --force \
+    python3 -m research.benchmark --data "$DATA" --lr-range --budget "$(left)" --force \
       --out "results/benchmark-$device.json" ${EXTRA:-} 2>&1 | tee "$OUT/bench.log"
     tar czf "$OUT/evidence-bench.tar.gz" "results/benchmark-$device.json"
     ;;

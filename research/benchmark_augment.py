@@ -1,7 +1,7 @@
 """Host augmentation throughput: numpy vs albumentations (and the host's share of
 --augment device), one thread vs all cores.
 
-    python scripts/benchmark_augment.py [--data PATH] [--batches 40] [--json out.json]
+    python -m research.benchmark_augment [--data PATH] [--batches 40] [--json out.json]
 
 Takes about 30 s on a 2-core CPU. Images/s are measured through `BatchLoader`,
 the path training uses (shuffle, gather, augment, normalise, prefetch), on real
@@ -58,7 +58,7 @@ def measure(images, labels, batches: int) -> list[dict]:
 
 @entry_point
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python scripts/benchmark_augment.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.benchmark_augment", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="CIFAR-10 source (default: random images)")
     parser.add_argument("--batches", type=int, default=40, help="batches of 512 per numpy measurement (default: 40)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON (default: none)")

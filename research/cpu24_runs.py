@@ -1,6 +1,6 @@
 """The 24-epoch runs that look for why the recipe's run ends below the original (issue 17), and their runner.
 
-    python scripts/cpu24_runs.py [NAME ...]
+    python -m research.cpu24_runs [NAME ...]
 
 Each run is the recipe's own command with one group of settings changed, in
 runs/NAME, resumed where that folder exists; the runner starts them one after
@@ -25,8 +25,8 @@ from jaxcifar.errors import UsageError, entry_point
 # results/NAME.json, what was changed, the flags that change it, and what it is compared
 # with: "recipe" runs change one setting of the recipe; the "page" run trains with David
 # Page's cifar10-fast settings on the same data and code, to compare with his published
-# median. Every run adds CPU24_COMMON, as the recipe's own run did; `python
-# scripts/cpu24_runs.py` runs them.
+# median. Every run adds CPU24_COMMON, as the recipe's own run did;
+# `python -m research.cpu24_runs` runs them.
 _CPU24 = (
     ("cpu-24-lr-original", "the original's LR pair 0.0444 / 0.00444", "--lr-max 0.0444 --lr-min 0.00444", "recipe"),
     (
@@ -92,11 +92,11 @@ def run_passing_stops(command: Sequence[str]) -> int:
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> list[int]:
-    """`python scripts/cpu24_runs.py [NAME ...]`: the investigation runs one after another, each resumable."""
+    """`python -m research.cpu24_runs [NAME ...]`: the investigation runs one after another, each resumable."""
     parser = argparse.ArgumentParser(
-        prog="python scripts/cpu24_runs.py",
+        prog="python -m research.cpu24_runs",
         description="Run the 24-epoch investigation runs one after another (hours each on a CPU), each in "
-        "runs/NAME, resuming a run whose folder exists; then bring one in with scripts/collect_run.py.",
+        "runs/NAME, resuming a run whose folder exists; then bring one in with python -m research.collect_run.",
     )
     parser.add_argument(
         "names", nargs="*", help=f"runs, in order (default: those without results/NAME.json): {', '.join(CPU24_FLAGS)}"

@@ -1,6 +1,6 @@
 """Which LR range test rules pick stable bounds, and which pairs train best: measured, not guessed.
 
-    python scripts/lr_rules.py --data PATH --json results/lr-rules-cpu-quick.json   # --quick scale, ~15 min on 2 cores
+    python -m research.lr_rules --data PATH --json results/lr-rules-cpu-quick.json   # --quick scale, ~15 min on 2 cores
 
 At `--quick` scale (or any settings given as train flags), this runs the LR range
 test with several seeds and records every rule's LR_MAX (and every LR_MIN rule's
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcifar import config as config_lib
-from jaxcifar import lr_range, records, train
+from jaxcifar import lr_range, records, startup, train
 from jaxcifar import seeds as seeds_lib
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import LR_MIN_RULES, LR_RULES, TrainConfig
@@ -133,8 +133,9 @@ def study(config: TrainConfig, out: Path, seeds: int, pairs: Sequence[tuple[str,
 
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
+    startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
     parser = argparse.ArgumentParser(
-        prog="python scripts/lr_rules.py",
+        prog="python -m research.lr_rules",
         description="Measure how stable each LR range test rule's picks are, and how well each pair of rules trains.",
     )
     parser.add_argument("--seeds", type=int, default=3, help="sweep and training seeds (default: 3)")

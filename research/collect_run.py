@@ -1,0 +1,100 @@
+"""A finished run's results and figures, brought into the repository.
+
+    python -m research.collect_run runs/NAME --name NAME [--suffix=-cpu-quick]
+
+results/NAME.json holds the command, hardware, versions, settings, per-epoch
+metrics, final and best accuracies and times (config.json + summary.json +
+metrics.json of the run, without the per-step log, and the LR range test's
+suggestions when there was one), and the data the run read (kind, size and
+sha256 of the file). The run's figures are copied to figures/<figure><suffix>.png.
+Nothing is overwritten unless --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+from pathlib import Path
+
+from jaxcifar import records
+from jaxcifar.errors import entry_point
+
+FIGURES = (
+    "accuracy",
+    "loss_accuracy",
+    "one_cycle",
+    "lr_range",
+    "gradcam_misclassified",
+    "gradcam_grid",
+    "misclassified",
+)
+
+
+def data_file(data: str | None, where: Path = Path(".")) -> dict | None:
+    """Name, size and sha256 of the file a run read its images from (`data` as given, relative
+    to `where`); None for tfds, the download, synthetic data or an extracted folder."""
+    path = where / data if data else None
+    if path is None or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def collect(run: Path, name: str, suffix: str = "", force: bool = False, root: Path = Path(".")) -> Path:
+    for required in ("config.json", "summary.json", "metrics.json"):
+        if not (run / required).exists():
+            raise FileNotFoundError(f"{run / required} not found: is {run} a finished jaxcifar run?")
+    out = root / "results" / f"{name}.json"
+    targets = [
+        (run / f"{f}.png", root / "figures" / f"{f}{suffix}.png") for f in FIGURES if (run / f"{f}.png").exists()
+    ]
+    records.refuse_overwrite(out, *(t for _, t in targets), force=force)
+    config, summary = records.read_json(run / "config.json"), records.read_json(run / "summary.json")
+    metrics = records.read_json(run / "metrics.json")
+    result = {
+        "run": str(run),
+        **summary,
+        "config": config["config"],
+        "started_with": config.get("command", summary.get("command")),  # the summary's is the last resume's
+        "epochs": metrics["epochs"],
+        "steps_per_epoch": metrics["steps_per_epoch"],
+    }
+    if found := data_file(config["config"].get("data")):
+        result["data_file"] = found
+    if (run / "lr_range.json").exists():
+        sweep = records.read_json(run / "lr_range.json")
+        result["lr_range"] = {
+            k: sweep[k]
+            for k in ("settings", "iterations", "stopped", "suggestions", "rule", "lr_max", "lr_min", "seconds")
+        }
+    records.write_json(out, result)
+    for src, dst in targets:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    return out
+
+
+@entry_point
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m research.collect_run",
+        description="Copy a finished run's results and figures into results/ and figures/ of the repository.",
+    )
+    parser.add_argument("run", type=Path, help="the run folder")
+    parser.add_argument("--name", required=True, help="write results/NAME.json (required)")
+    parser.add_argument("--suffix", default="", help="appended to each figure's name, e.g. -cpu-quick (default: none)")
+    parser.add_argument("--force", action="store_true", help="replace existing files (default: off)")
+    args = parser.parse_args(argv)
+    try:
+        out = collect(args.run, args.name, args.suffix, args.force)
+    except (FileNotFoundError, FileExistsError) as e:
+        parser.error(str(e))
+    print(f"wrote {out} and the figures of {args.run}")
+
+
+if __name__ == "__main__":
+    main()
