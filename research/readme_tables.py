@@ -165,8 +165,9 @@ def block_lr_range_png(root: Path) -> str:
         _table(header, rows) + f"\nBoth sweeps: {png['iterations']} and {jpeg['iterations']} iterations, "
         f"{png['settings']['n_train']:,} images, batch {png['settings']['batch_size']}, width "
         f"{png['settings']['width']}, seed {png['settings']['seed']}; {png['seconds'] / 3600:.2f} h and "
-        f"{jpeg['seconds'] / 3600:.2f} h on the 2-core CPU. PNG: {_data_name(png['settings'])} "
-        f"([results/lr-range-cpu-png.json](results/lr-range-cpu-png.json), `{png['command']}`); "
+        f"{jpeg['seconds'] / 3600:.2f} h on the 2-core CPU. PNG: {_data_name(png['settings'])}"
+        + (f" (sha256 {png['data_file']['sha256'][:12]}...) " if png.get("data_file") else " ")
+        + f"([results/lr-range-cpu-png.json](results/lr-range-cpu-png.json), `{png['command']}`); "
         f"JPEG: {_data_name(jpeg['settings'])} ([results/lr-range-cpu-full.json](results/lr-range-cpu-full.json)).\n"
     )
 

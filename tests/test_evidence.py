@@ -432,6 +432,7 @@ def test_the_png_sweep_block_puts_every_rules_picks_beside_the_jpeg_sweeps(tmp_p
     png["records"]["lr"] = [2 * lr for lr in jpeg["records"]["lr"]]
     png["settings"]["data"] = "image folder ../shared/data/cifar10-png.tar.gz"
     png["command"], png["seconds"] = "python -m jaxcifar.lr_range --data ../shared/data/cifar10-png.tar.gz", 3600.0
+    png["data_file"] = {"file": "cifar10-png.tar.gz", "bytes": 134_623_143, "sha256": "81e53ff6ac7f" + "0" * 52}
     (tmp_path / "results").mkdir()
     for name, sweep in (("lr-range-cpu-full", jpeg), ("lr-range-cpu-png", png)):
         (tmp_path / "results" / f"{name}.json").write_text(json.dumps(sweep))
@@ -446,7 +447,7 @@ def test_the_png_sweep_block_puts_every_rules_picks_beside_the_jpeg_sweeps(tmp_p
                 a, b = (float(x) for x in both.split(" / "))
                 assert a == pytest.approx(2 * b, rel=1e-2)
     assert "980 and 980 iterations, 50,000 images, batch 512, width 64, seed 0; 1.00 h and 2.46 h" in made
-    assert "PNG: cifar10-png.tar.gz" in made and "JPEG: cifar10-jpeg.tar.gz" in made
+    assert "PNG: cifar10-png.tar.gz (sha256 81e53ff6ac7f...) ([results/" in made and "JPEG: cifar10-jpeg.tar.gz" in made
 
 
 def test_the_readme_is_a_product_page_and_the_details_live_in_docs():
