@@ -60,10 +60,13 @@ def set_cpu_flags(environ: MutableMapping[str, str] = os.environ) -> bool:
     value of their own and JAXCIFAR_YNNPACK is not 1. Takes effect if called before JAX
     starts its CPU backend (the first computation), not after.
     """
+    return on_cpu(environ) and _ynnpack_off(environ)
+
+
+def _ynnpack_off(environ: MutableMapping[str, str]) -> bool:
+    """set_cpu_flags on a platform known to be the CPU."""
     flags = environ.get("XLA_FLAGS", "")
-    if YNN_FLAG in flags or environ.get("JAXCIFAR_YNNPACK") == "1" or not on_cpu(environ):
-        return False
-    if not jaxlib_knows(YNN_FLAG):
+    if YNN_FLAG in flags or environ.get("JAXCIFAR_YNNPACK") == "1" or not jaxlib_knows(YNN_FLAG):
         return False
     environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}=".strip()
     return True
@@ -87,6 +90,6 @@ def prepare(module: str, argv: Sequence[str], parser: Callable[[], object]) -> N
     then on the CPU the XLA flags and the restart with huge pages."""
     if {"-h", "--help"} & set(argv):
         parser().parse_args(argv)  # prints the help and exits
-    if on_cpu():
-        set_cpu_flags()
+    if on_cpu():  # looked up once: it reads every installed distribution's metadata
+        _ynnpack_off(os.environ)
         exec_with_huge_pages(module, argv)
