@@ -282,9 +282,9 @@ def synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> CIFAR10
 # --- the official archive -------------------------------------------------------
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    """Hex digest (hashlib's `algorithm`) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
@@ -334,7 +334,7 @@ def _read_archive(path: Path, md5: str | None) -> CIFAR10:
             blobs[name] = file.read_bytes()
         source = f"official archive folder {folder}"
     else:
-        if md5 is not None and (got := md5sum(path)) != md5:
+        if md5 is not None and (got := file_digest(path)) != md5:
             raise ValueError(
                 f"{path} has md5 {got}, but the official {ARCHIVE_NAME} has {md5}: the file is "
                 f"truncated, corrupt or another file. Download it again from {ARCHIVE_URL} "

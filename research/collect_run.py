@@ -13,11 +13,11 @@ Nothing is overwritten unless --force.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 from pathlib import Path
 
 from jaxcifar import records
+from jaxcifar.data import file_digest
 from jaxcifar.errors import entry_point
 
 FIGURES = (
@@ -37,11 +37,7 @@ def data_file(data: str | None, where: Path = Path(".")) -> dict | None:
     path = where / data if data else None
     if path is None or not path.is_file():
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": file_digest(path, "sha256")}
 
 
 def collect(run: Path, name: str, suffix: str = "", force: bool = False, root: Path = Path(".")) -> Path:
