@@ -481,7 +481,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
                 kw.update(type=_choice_or_auto(CHOICES[f.name]), metavar="{" + ",".join(choices) + "}")
             elif f.name in CHOICES:
                 kw["choices"] = CHOICES[f.name]
-            elif kind == "float" and shown == "auto":
+            elif kind == "float" and f.name in _AUTO_FIELDS:  # None is "auto": lr_max, lr_min
                 kw["type"] = _float_or_auto
             elif kind in ("int", "float"):
                 kw["type"] = int if kind == "int" else float
