@@ -33,7 +33,6 @@ from typing import Any
 from jaxcifar.augment import AUGMENTERS, CUTOUT_PLACEMENTS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
-KERNEL_GRADS = ("xla", "taps")
 CONVS = ("xla", "winograd")
 BATCH_NORMS = ("flax", "matvec")
 LR_RULES = ("accuracy", "accuracy-raw", "steepest", "min-loss", "valley", "plateau")  # LR_MAX, see jaxcifar.lr_range
@@ -87,11 +86,10 @@ MACHINE = (
     "cache_dir",
 )
 RESUMABLE = (*MACHINE, "data", "data_dir", "gradcam", "checkpoint_every")
-_AUTO_FIELDS = ("lr_max", "lr_min", "dtype", "kernel_grad")  # "auto" in old config.json files = None
+_AUTO_FIELDS = ("lr_max", "lr_min", "dtype")  # "auto" in old config.json files = None
 # The settings that take one of a few values (a None one: "auto" on the command line).
 CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": DTYPES,
-    "kernel_grad": KERNEL_GRADS,
     "conv": CONVS,
     "batch_norm": BATCH_NORMS,
     "augment": AUGMENTERS,
@@ -147,7 +145,6 @@ class TrainConfig:
     width: int = setting(64, "model", "base width: stages of w, 2w, 4w, 8w channels")
     dtype: str | None = setting(None, "model", "compute type", shown="auto = bfloat16 on GPU/TPU, float32 on CPU")
     logit_scale: float = setting(1.0, "model", "logit multiplier (cifar10-fast: 0.125)")
-    kernel_grad: str | None = setting(None, "model", "conv kernel gradient: XLA's, or nine matmuls", shown="auto = xla")
     conv: str | None = setting(
         None,
         "model",
@@ -406,9 +403,11 @@ class TrainConfig:
     def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
         """The config of a config.json (earlier versions' files included)."""
         known = {f.name for f in dataclasses.fields(cls)}
+        # Versions up to 0.2.0 had kernel_grad ("xla", or "taps": the kernel gradient as nine
+        # matmuls, the same numbers to float rounding), now a benchmark variant (research/).
+        obj = {k: v for k, v in obj.items() if k != "kernel_grad"}
         if unknown := sorted(set(obj) - known):
             raise ValueError(f"unknown config keys {unknown}: this config.json comes from another version")
-        obj = dict(obj)
         if "overrides" not in obj:  # written before presets were recorded: what differs from them was given
             preset = presets(obj.get("recipe", "original"), obj.get("quick", False))
             obj["overrides"] = tuple(k for k, v in preset.items() if obj.get(k) != v)

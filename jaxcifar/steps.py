@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from jaxcifar import augment_device, parallel
+from jaxcifar import augment_device, kernels, parallel
 from jaxcifar.augment import AugmentConfig
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import default_cache_dir
@@ -55,57 +55,14 @@ def compute_dtype(name: str | None) -> Any:
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
-# On CPUs Winograd's convolutions pay where the channels are many: on the 2-core
-# development CPU the training step at batch 512 ran 1.7x as fast as with XLA's at
-# width 64 (results/cpu-step-variants.json) and 1.27x at width 32, but at --quick's
-# width 16 (batch 128) anywhere from 1.0x to 1.3x in two tries, for 4 s more compile
-# time (the last three timed ad hoc, one process each); XLA's stay below width 32, as
-# in the committed width-16 runs (--quick, the JPEG study).
-WINOGRAD_MIN_WIDTH = 32
-
-
-CONV_NAMES = {"xla": "XLA", "winograd": "Winograd"}  # conv_algorithm's answers, as the README and the log name them
-BATCH_NORM_NAMES = {"flax": "Flax's", "matvec": "matrix-vector"}  # batch_norm_kind's, as the log names them
-
-
-def conv_algorithm(name: str | None, width: int, platform: str | None = None) -> str:
-    """The convolutions: None is "winograd" on CPU from width 32 on, else "xla" (on GPU/TPU cuDNN picks its own).
-
-    platform: "cpu", "gpu", "tpu" (a run's recorded platform); None: this process's.
-    """
-    if name is None:
-        return "winograd" if _cpu_kernels(width, platform) else "xla"
-    return name
-
-
-def batch_norm_kind(name: str | None, width: int, platform: str | None = None) -> str:
-    """BatchNorm's sums: None is "matvec" on CPU from width 32 on, else "flax".
-
-    On the 2-core development CPU the matrix-vector sums made the training step at batch
-    512 and width 64 1.14x as fast (model.MatvecBatchNorm, results/cpu-step-variants.json);
-    on GPU/TPU XLA's own reductions fuse with their neighbours. Below width 32 Flax's stay,
-    as in the committed width-16 runs (--quick, the JPEG study), like XLA's convolutions there.
-    platform: "cpu", "gpu", "tpu" (a run's recorded platform); None: this process's.
-    """
-    if name is None:
-        return "matvec" if _cpu_kernels(width, platform) else "flax"
-    return name
-
-
-def _cpu_kernels(width: int, platform: str | None) -> bool:
-    """Whether the automatic choices take jaxcifar's own CPU kernels: on CPU, from WINOGRAD_MIN_WIDTH on."""
-    return (platform or jax.default_backend()) == "cpu" and width >= WINOGRAD_MIN_WIDTH
-
-
 def make_model(config: TrainConfig) -> ResNet9:
-    """The run's ResNet-9: width, compute type, logit scale, kernel gradient, convolutions, BatchNorm's sums."""
+    """The run's ResNet-9: width, compute type, logit scale, and the layers `kernels` picks for it."""
     return ResNet9(
         width=config.width,
         dtype=compute_dtype(config.dtype),
         logit_scale=config.logit_scale,
-        kernel_grad=config.kernel_grad or "xla",
-        conv=conv_algorithm(config.conv, config.width),
-        batch_norm=batch_norm_kind(config.batch_norm, config.width),
+        conv=kernels.CONVS[kernels.conv_algorithm(config.conv, config.width)],
+        norm=kernels.NORMS[kernels.batch_norm_kind(config.batch_norm, config.width)],
     )
 
 
@@ -127,10 +84,12 @@ def create_train_state(model: ResNet9, tx: optax.GradientTransformation, rng: ja
     )
 
 
-def initial_state(config: TrainConfig, schedule: Schedule) -> TrainState:
-    """The state a run with `config` starts from (seed -> key -> fold_in 0 -> parameters)."""
+def initial_state(config: TrainConfig, schedule: Schedule, model: ResNet9 | None = None) -> TrainState:
+    """The state a run with `config` starts from (seed -> key -> fold_in 0 -> parameters),
+    of `model` where given (a variant's layers; default: `make_model(config)`)."""
     tx = make_optimizer(schedule, config.momentum, config.nesterov, config.weight_decay)
-    return create_train_state(make_model(config), tx, jax.random.fold_in(jax.random.key(config.seed), 0))
+    model = model or make_model(config)
+    return create_train_state(model, tx, jax.random.fold_in(jax.random.key(config.seed), 0))
 
 
 # --- the steps -------------------------------------------------------------------

@@ -48,7 +48,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxcifar import gradcam, lr_range, parallel, plots, records
+from jaxcifar import gradcam, kernels, lr_range, parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
@@ -501,12 +501,12 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
     test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False)
     steps = steps_lib.compile_run_steps(config, state, mesh, schedule)
     test_batches = steps_lib.device_eval_batches(test_loader.epoch(0), config.batch_size, mesh)
-    conv = steps_lib.conv_algorithm(config.conv, config.width)
-    batch_norm = steps_lib.batch_norm_kind(config.batch_norm, config.width)
+    conv = kernels.conv_algorithm(config.conv, config.width)
+    batch_norm = kernels.batch_norm_kind(config.batch_norm, config.width)
     say(
         f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
         f"ResNet-9 width {config.width}, {np.dtype(steps_lib.compute_dtype(config.dtype)).name}, "
-        f"{steps_lib.CONV_NAMES[conv]} convolutions, {steps_lib.BATCH_NORM_NAMES[batch_norm]} BatchNorm sums; "
+        f"{kernels.CONV_NAMES[conv]} convolutions, {kernels.BATCH_NORM_NAMES[batch_norm]} BatchNorm sums; "
         f"{jax.devices()[0].device_kind} x{mesh.devices.size}; "
         f"LR {config.lr_min:.4g} -> {config.lr_max:.4g} at epoch {config.peak:.3g} -> {config.lr_min:.4g}; "
         f"{config.epochs} epochs of {steps_per_epoch} steps; compiled in {steps.compile_seconds:.1f} s; "

@@ -33,15 +33,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcifar import lr_range, parallel, records, startup
+from jaxcifar import kernels, lr_range, parallel, records, startup
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CIFAR10, load_cifar10
 from jaxcifar.errors import entry_point
 from jaxcifar.loader import BatchLoader
-from jaxcifar.model import forward_flops
 from jaxcifar.schedule import one_cycle
 from research import benchmark_augment
+from research.flops import forward_flops
+from research.taps import TapsConv3x3
 
 SCHEDULE = one_cycle(0.004, 0.04, 97)
 RECIPE_IMAGES = 24 * (50_000 // 512) * 512  # the 24-epoch recipe: 24 x 97 steps of 512 images
@@ -53,15 +54,18 @@ def random_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Compiled:
-    """Compiled steps per (dtype, kernel gradient, convolutions, batch, augmentation), compiled once per run."""
+    """Compiled steps per (dtype, kernel gradient, convolutions, batch, augmentation), compiled once per run.
+
+    kernel_grad "taps": the conv kernel gradient as nine matmuls (research.taps), with XLA's convolutions.
+    """
 
     def __init__(self) -> None:
         self._steps: dict[tuple, tuple] = {}
 
-    def get(self, config: TrainConfig):
+    def get(self, config: TrainConfig, kernel_grad: str = "xla"):
         key = (
             config.dtype,
-            config.kernel_grad,
+            kernel_grad,
             config.conv,
             config.batch_norm,
             config.batch_size,
@@ -70,7 +74,9 @@ class Compiled:
         )
         if key not in self._steps:
             mesh = parallel.make_mesh(config.devices)
-            state = parallel.put_replicated(steps_lib.initial_state(config, SCHEDULE), mesh)
+            model = steps_lib.make_model(config)
+            model = model.clone(conv=TapsConv3x3) if kernel_grad == "taps" else model
+            state = parallel.put_replicated(steps_lib.initial_state(config, SCHEDULE, model), mesh)
             self._steps[key] = (steps_lib.compile_run_steps(config, state, mesh, SCHEDULE), mesh, state)
         steps, mesh, state = self._steps[key]
         # A copy: the step donates its input. (The same optimizer object, which the program was compiled for.)
@@ -89,9 +95,11 @@ def train_rate(train, state, batch, batch_size: int, steps: int, warmup: int = 2
     return state, steps * batch_size / (time.perf_counter() - t0)
 
 
-def step_throughput(compiled: Compiled, config: TrainConfig, steps: int, warmup: int = 2) -> dict:
-    """Compile seconds and images/s of the training step and the eval step."""
-    run, mesh, state = compiled.get(config)
+def step_throughput(
+    compiled: Compiled, config: TrainConfig, steps: int, warmup: int = 2, kernel_grad: str = "xla"
+) -> dict:
+    """Compile seconds and images/s of the training step and the eval step (kernel_grad: see Compiled)."""
+    run, mesh, state = compiled.get(config, kernel_grad)
     images, labels = random_data(config.batch_size)
     batch = parallel.put_batch((images.astype(np.float32) / 255.0, labels), mesh)
     state, rate = train_rate(run.train, state, batch, config.batch_size, steps, warmup)
@@ -105,9 +113,9 @@ def step_throughput(compiled: Compiled, config: TrainConfig, steps: int, warmup:
     model = steps_lib.make_model(config)
     return {
         "dtype": jnp.dtype(model.dtype).name,
-        "kernel_grad": model.kernel_grad,
-        "conv": model.conv,
-        "batch_norm": model.batch_norm,
+        "kernel_grad": kernel_grad,
+        "conv": kernels.name_of(model.conv),
+        "batch_norm": kernels.name_of(model.norm),
         "batch_size": config.batch_size,
         "compile_s": run.compile_seconds,
         "train_images_per_s": rate,
@@ -264,22 +272,22 @@ def main(argv=None) -> dict:
     # (dtype, kernel gradient, convolutions, BatchNorm's sums); None: the platform's default,
     # measured first. On CPUs also the other convolutions, the other BatchNorm, and XLA's
     # convolutions with the nine-matmul kernel gradient.
-    other = "xla" if steps_lib.conv_algorithm(None, args.width) == "winograd" else "winograd"
-    other_bn = "flax" if steps_lib.batch_norm_kind(None, args.width) == "matvec" else "matvec"
-    variants = [("float32", None, None, None), ("bfloat16", None, None, None)]
+    other = "xla" if kernels.conv_algorithm(None, args.width) == "winograd" else "winograd"
+    other_bn = "flax" if kernels.batch_norm_kind(None, args.width) == "matvec" else "matvec"
+    variants = [("float32", "xla", None, None), ("bfloat16", "xla", None, None)]
     if cpu:
-        variants += [("float32", None, other, None), ("float32", None, None, other_bn)]
+        variants += [("float32", "xla", other, None), ("float32", "xla", None, other_bn)]
         variants += [("float32", "taps", "xla", None)]
     result["steps"] = []
     for b in args.batch_size:
         for dtype, grad, conv, bn in variants:
-            cfg = dataclasses.replace(base, batch_size=b, dtype=dtype, kernel_grad=grad, conv=conv, batch_norm=bn)
+            cfg = dataclasses.replace(base, batch_size=b, dtype=dtype, conv=conv, batch_norm=bn)
 
-            def jax_step(cfg=cfg):
-                result["steps"].append(step_throughput(compiled, cfg, args.steps))
+            def jax_step(cfg=cfg, grad=grad):
+                result["steps"].append(step_throughput(compiled, cfg, args.steps, kernel_grad=grad))
                 print_step(result["steps"][-1])
 
-            section(f"jax step {dtype} {grad or 'auto'} {conv or 'auto'} {bn or 'auto'} b{b}", jax_step)
+            section(f"jax step {dtype} {grad} {conv or 'auto'} {bn or 'auto'} b{b}", jax_step)
     result["torch"] = []
     if not args.no_torch:
         for b in args.batch_size:

@@ -2,7 +2,7 @@
 
     python -m research.conv_layers --out results/conv-layers-cpu.json   # ~4 min on 2 cores
 
-For every 3x3 convolution of ResNet-9 (`model.conv_shapes`) at the recipe's batch,
+For every 3x3 convolution of ResNet-9 (`flops.conv_shapes`) at the recipe's batch,
 times the three computations a training step makes of it: the forward pass, the
 input gradient and the kernel gradient, each jitted alone in JAX (XLA:CPU, with the
 convolutions jaxcifar selects; in our NHWC layout and, to see what the layout gives, in
@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcifar import model, records, startup
+from jaxcifar import kernels, records, startup
 from jaxcifar.errors import entry_point
-from research import cpu_variants
+from research import cpu_variants, flops
+from research.taps import kernel_grad_taps
 
 PARTS = ("forward", "input_grad", "kernel_grad")
 
@@ -77,13 +78,13 @@ def jax_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray, layout: str = "N
 
     x float32[N, H, W, C], kernel float32[3, 3, C, K], g float32[N, H, W, K]. layout="NCHW"
     hands XLA the same arrays channels-first (OIHW kernel), PyTorch's default layout;
-    "winograd" computes in NHWC by `model.conv3x3_winograd`. `Part.result()` is NHWC /
+    "winograd" computes in NHWC by `kernels.conv3x3_winograd`. `Part.result()` is NHWC /
     HWIO either way.
     """
     if layout == "NHWC":
-        conv, back = model.conv3x3, (None, None, None)
+        conv, back = kernels.conv3x3, (None, None, None)
     elif layout == "winograd":
-        conv, back = model.conv3x3_winograd, (None, None, None)
+        conv, back = kernels.conv3x3_winograd, (None, None, None)
     elif layout == "NCHW":
         x, kernel, g = x.transpose(0, 3, 1, 2), kernel.transpose(3, 2, 0, 1), g.transpose(0, 3, 1, 2)
 
@@ -108,7 +109,7 @@ def jax_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray, layout: str = "N
 
 def input_grad_taps(g: jax.Array, kernel: jax.Array) -> jax.Array:
     """d(loss)/d(x) of a 3x3 'same' conv as nine matmuls, one per kernel tap (the kernel
-    gradient's `model.kernel_grad_taps` turned round): g float[N, H, W, K] -> float[N, H, W, C].
+    gradient's `kernel_grad_taps` turned round): g float[N, H, W, K] -> float[N, H, W, C].
 
     x[n, h, w] meets kernel[i, j] at output (h + 1 - i, w + 1 - j), so its gradient is the
     sum over taps of the shifted output gradient times the tap's kernel, transposed.
@@ -128,7 +129,7 @@ def taps_parts(x: np.ndarray, kernel: np.ndarray, g: np.ndarray) -> dict[str, Pa
     x, kernel, g = jax.device_put((x, kernel, g))
     return {
         "input_grad": Part(jax.jit(input_grad_taps), (g, kernel)),
-        "kernel_grad": Part(jax.jit(model.kernel_grad_taps), (x, g)),
+        "kernel_grad": Part(jax.jit(kernel_grad_taps), (x, g)),
     }
 
 
@@ -147,7 +148,7 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
     if torch:
         from research import torch_reference
     rows = []
-    for name, side, c_in, c_out in model.conv_shapes(width):
+    for name, side, c_in, c_out in flops.conv_shapes(width):
         x, kernel, g = conv_inputs(batch_size, side, c_in, c_out)
         ours, nchw, taps = jax_parts(x, kernel, g), jax_parts(x, kernel, g, "NCHW"), taps_parts(x, kernel, g)
         winograd = jax_parts(x, kernel, g, "winograd")
@@ -156,7 +157,7 @@ def measure(batch_size: int, width: int, repeats: int, torch: bool = True) -> di
             if name == "prep" and part == "input_grad":
                 continue
             row = {"layer": name, "shape": [side, c_in, c_out], "part": part}
-            row["gflop"] = batch_size * model.conv_flops(side, c_in, c_out) / 1e9
+            row["gflop"] = batch_size * flops.conv_flops(side, c_in, c_out) / 1e9
             row["jax_ms"] = best_ms(ours[part], repeats)
             row["jax_nchw_ms"] = best_ms(nchw[part], repeats)
             if part in taps:

@@ -32,13 +32,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcifar
-from jaxcifar import model, parallel, records, startup
+from jaxcifar import kernels, parallel, records, startup
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import UsageError, entry_point
 from jaxcifar.schedule import one_cycle
 from jaxcifar.startup import HUGE_PAGES_TUNABLE, YNN_FLAG
 from research import benchmark
+from research.taps import TapsConv3x3
 
 YNN_OFF = f"{YNN_FLAG}="
 SOURCE = Path(jaxcifar.__file__).resolve().parent  # the jaxcifar package that this process runs
@@ -102,42 +103,42 @@ VARIANTS: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
 # Winograd's transforms as jaxcifar wrote them before ce61055 (the variant
 # "winograd-per-entry"): each transformed tile row's columns combined on their own and
 # the 36 entries stacked one by one, which XLA compiled into a loop per entry. Kept to
-# measure what the column pass over all rows at once (model._tile_transform) gave.
+# measure what the column pass over all rows at once (kernels._tile_transform) gave.
 def _entries(matrix, rows, columns) -> list[list[jax.Array]]:
-    return [model._combine(matrix, columns(row)) for row in model._combine(matrix, rows)]
+    return [kernels._combine(matrix, columns(row)) for row in kernels._combine(matrix, rows)]
 
 
 def winograd_input_per_entry(x: jax.Array) -> jax.Array:
     n, h, w, c = x.shape
-    m, a = model.WINOGRAD_TILE, model.WINOGRAD_INPUT_TILE
+    m, a = kernels.WINOGRAD_TILE, kernels.WINOGRAD_INPUT_TILE
     th, tw = h // m, w // m
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     rows = [padded[:, r : r + m * (th - 1) + 1 : m] for r in range(a)]
-    tiles = _entries(model.WINOGRAD_BT, rows, lambda row: [row[:, :, s : s + m * (tw - 1) + 1 : m] for s in range(a)])
+    tiles = _entries(kernels.WINOGRAD_BT, rows, lambda row: [row[:, :, s : s + m * (tw - 1) + 1 : m] for s in range(a)])
     return jnp.stack(sum(tiles, [])).reshape(a * a, n * th * tw, c)
 
 
 def winograd_output_per_entry(products: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     n, h, w, k = shape
-    m, a = model.WINOGRAD_TILE, model.WINOGRAD_INPUT_TILE
-    out = _entries(model.WINOGRAD_AT, list(products.reshape(a, a, n, h // m, w // m, k)), list)
+    m, a = kernels.WINOGRAD_TILE, kernels.WINOGRAD_INPUT_TILE
+    out = _entries(kernels.WINOGRAD_AT, list(products.reshape(a, a, n, h // m, w // m, k)), list)
     return jnp.stack([jnp.stack(row, axis=3) for row in out], axis=2).reshape(n, h, w, k)
 
 
 def winograd_output_transpose_per_entry(g: jax.Array) -> jax.Array:
     n, h, w, k = g.shape
-    m, a = model.WINOGRAD_TILE, model.WINOGRAD_INPUT_TILE
+    m, a = kernels.WINOGRAD_TILE, kernels.WINOGRAD_INPUT_TILE
     tiles = g.reshape(n, h // m, m, w // m, m, k)
-    a_matrix = tuple(zip(*model.WINOGRAD_AT))
+    a_matrix = tuple(zip(*kernels.WINOGRAD_AT))
     out = _entries(a_matrix, [tiles[:, :, i] for i in range(m)], lambda row: [row[:, :, :, j] for j in range(m)])
     return jnp.stack(sum(out, [])).reshape(a * a, n * (h // m) * (w // m), k)
 
 
 def use_winograd_per_entry() -> None:
-    """Patches model's Winograd transforms back to their form before ce61055."""
-    model._winograd_input = winograd_input_per_entry
-    model._winograd_output = winograd_output_per_entry
-    model._winograd_output_transpose = winograd_output_transpose_per_entry
+    """Patches the Winograd transforms (jaxcifar.kernels) back to their form before ce61055."""
+    kernels._winograd_input = winograd_input_per_entry
+    kernels._winograd_output = winograd_output_per_entry
+    kernels._winograd_output_transpose = winograd_output_transpose_per_entry
 
 
 def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
@@ -145,13 +146,16 @@ def worker(variant: str, batch_size: int, steps: int, width: int) -> dict:
     startup.set_cpu_flags()  # YNNPACK off as in the commands, unless the variant's JAXCIFAR_YNNPACK keeps it
     settings = dict(VARIANTS[variant][2])
     if settings.pop("max_pool", None) == "flax":
-        model.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+        kernels.max_pool2 = lambda x: nn.max_pool(x, (2, 2), (2, 2))
     if settings.pop("tile_transform", None) == "per-entry":
         use_winograd_per_entry()
+    taps = settings.pop("kernel_grad", None) == "taps"
     mesh = parallel.make_mesh(int(settings.pop("devices", 1)))
     config = TrainConfig(width=width, batch_size=batch_size, **settings)
     schedule = one_cycle(0.004, 0.04, 97)
-    state = parallel.put_replicated(steps_lib.initial_state(config, schedule), mesh)
+    model = steps_lib.make_model(config)
+    model = model.clone(conv=TapsConv3x3) if taps else model
+    state = parallel.put_replicated(steps_lib.initial_state(config, schedule, model), mesh)
     compiled = steps_lib.compile_run_steps(config, state, mesh, schedule, with_eval=False)
     rng = np.random.default_rng(0)
     batch = (rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, batch_size))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcifar import lr_range, plots, records, steps
+from jaxcifar import kernels, lr_range, plots, records
 from jaxcifar.config import LR_MIN_RULES, TrainConfig
 from jaxcifar.errors import entry_point
 from research.cpu24_runs import CPU24_BASES, CPU24_EXPERIMENTS
@@ -213,14 +213,14 @@ def block_lr_rules_quick(root: Path) -> str:
 
 def _step_name(step: dict, default: dict) -> str:
     """A benchmarked step's row name: its compute type, convolutions, and what else differs from `default`'s."""
-    name = f"jaxcifar {step['dtype']}, {steps.CONV_NAMES[step['conv']]}'s convolutions"
+    name = f"jaxcifar {step['dtype']}, {kernels.CONV_NAMES[step['conv']]}'s convolutions"
     if step["dtype"] == "bfloat16" and step["conv"] == "winograd":
         name += " (computed in float32)"
     if step["kernel_grad"] == "taps":
         name += ", nine-matmul kernel gradient"
     bn = step.get("batch_norm", "flax")  # benchmarks from before --batch-norm: Flax's
     if bn != default.get("batch_norm", "flax"):
-        name += f", {steps.BATCH_NORM_NAMES[bn]} BatchNorm"
+        name += f", {kernels.BATCH_NORM_NAMES[bn]} BatchNorm"
     return name
 
 
@@ -537,23 +537,23 @@ def block_cpu24_time(root: Path) -> str:
     runs = [(name, _short(label), r) for name, label, _, r in _experiments(root)]
     if (root / "results" / "cpu-24.json").exists():
         runs.insert(0, ("cpu-24", "the recipe", _read(root, "cpu-24")))
-    defaults = {"conv": steps.conv_algorithm(None, 64, "cpu"), "batch_norm": steps.batch_norm_kind(None, 64, "cpu")}
+    defaults = {"conv": kernels.conv_algorithm(None, 64, "cpu"), "batch_norm": kernels.batch_norm_kind(None, 64, "cpu")}
     rows, today = [], []
     for name, label, r in runs:
         train, evaluate = _median_epoch(r)
         hours = r["config"]["epochs"] * (train + evaluate) / 3600
-        kernels = run_kernels(r)
+        used = run_kernels(r)
         rows.append(
             [
                 f"{label} ([results/{name}.json](results/{name}.json))",
-                f"{steps.CONV_NAMES[kernels['conv']]}, {steps.BATCH_NORM_NAMES[kernels['batch_norm']]}",
+                f"{kernels.CONV_NAMES[used['conv']]}, {kernels.BATCH_NORM_NAMES[used['batch_norm']]}",
                 f"{train:.0f}",
                 f"{r['steps_per_epoch'] * r['config']['batch_size'] / train:.1f}",
                 f"{evaluate:.0f}",
                 f"{hours:.2f}",
             ]
         )
-        if kernels == defaults and r["status"] == "completed":
+        if used == defaults and r["status"] == "completed":
             today.append((label, hours))
     if not rows:
         return "No 24-epoch CPU run is committed yet.\n"
@@ -567,8 +567,8 @@ def block_cpu24_time(root: Path) -> str:
             else f"{abs(minutes):.0f} minutes {'under' if minutes < 0 else 'over'}"
         )
         text += (
-            f"\nWith today's CPU defaults ({steps.CONV_NAMES[defaults['conv']]}'s convolutions and "
-            f"{steps.BATCH_NORM_NAMES[defaults['batch_norm']]} BatchNorm sums), the run with {label} makes 24 "
+            f"\nWith today's CPU defaults ({kernels.CONV_NAMES[defaults['conv']]}'s convolutions and "
+            f"{kernels.BATCH_NORM_NAMES[defaults['batch_norm']]} BatchNorm sums), the run with {label} makes 24 "
             f"epochs {hours:.2f} hours: {verdict} the goal of {GOAL_HOURS:g}.\n"
         )
     return text
@@ -606,8 +606,8 @@ def run_kernels(r: dict) -> dict[str, str]:
     config = TrainConfig.from_json(r.get("config", {}))
     platform = r.get("platform")
     return {
-        "conv": r.get("conv") or steps.conv_algorithm(config.conv, config.width, platform),
-        "batch_norm": r.get("batch_norm") or steps.batch_norm_kind(config.batch_norm, config.width, platform),
+        "conv": r.get("conv") or kernels.conv_algorithm(config.conv, config.width, platform),
+        "batch_norm": r.get("batch_norm") or kernels.batch_norm_kind(config.batch_norm, config.width, platform),
     }
 
 
@@ -616,11 +616,11 @@ def _kernels_but(r: dict, recipe: dict) -> str:
     ours, theirs = run_kernels(r), run_kernels(recipe)
     mine, its = [], []
     if ours["conv"] != theirs["conv"]:
-        mine.append(f"{steps.CONV_NAMES[ours['conv']]}'s convolutions")
-        its.append(f"{steps.CONV_NAMES[theirs['conv']]}'s")
+        mine.append(f"{kernels.CONV_NAMES[ours['conv']]}'s convolutions")
+        its.append(f"{kernels.CONV_NAMES[theirs['conv']]}'s")
     if ours["batch_norm"] != theirs["batch_norm"]:
-        mine.append(f"{steps.BATCH_NORM_NAMES[ours['batch_norm']]} BatchNorm sums")
-        its.append(steps.BATCH_NORM_NAMES[theirs["batch_norm"]])
+        mine.append(f"{kernels.BATCH_NORM_NAMES[ours['batch_norm']]} BatchNorm sums")
+        its.append(kernels.BATCH_NORM_NAMES[theirs["batch_norm"]])
     return f", but {' and '.join(mine)}, the recipe's run {' and '.join(its)}" if mine else ""
 
 

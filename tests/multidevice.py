@@ -32,7 +32,7 @@ import optax  # noqa: E402
 from tiny import TINY_RUN  # noqa: E402
 
 from jaxcifar import data as data_lib  # noqa: E402
-from jaxcifar import gradcam, parallel, train  # noqa: E402
+from jaxcifar import gradcam, kernels, parallel, train  # noqa: E402
 from jaxcifar import steps as steps_lib  # noqa: E402
 from jaxcifar.checkpoint import Checkpoints, abstract_state, load_variables  # noqa: E402
 from jaxcifar.config import TrainConfig  # noqa: E402
@@ -57,7 +57,7 @@ def steps(out: Path, devices: int | None = None) -> dict:
     y = rng.integers(0, 10, size=(STEPS, 64)).astype(np.int32)
     mesh = parallel.make_mesh(devices)
     schedule = optax.constant_schedule(0.05)
-    model = ResNet9(width=4, batch_norm=os.environ.get("MULTIDEVICE_BATCH_NORM", "flax"))
+    model = ResNet9(width=4, norm=kernels.NORMS[os.environ.get("MULTIDEVICE_BATCH_NORM", "flax")])
     state = steps_lib.create_train_state(model, steps_lib.make_optimizer(schedule), jax.random.key(0))
     state = parallel.put_replicated(state, mesh)
     compiled = steps_lib.compile_steps(state, mesh, 64, schedule)

@@ -40,7 +40,7 @@ def test_benchmark_budget_skips_later_sections_but_keeps_what_it_measured(tmp_pa
     benchmark.main([*TINY, "--budget", "0", "--out", str(out)])
     saved = json.loads(out.read_text())
     # A budget of 0 s: the first section starts late already; everything is skipped and named.
-    assert saved["steps"] == [] and "jax step float32 auto auto auto b16" in saved["skipped"]
+    assert saved["steps"] == [] and "jax step float32 xla auto auto b16" in saved["skipped"]
     assert "host augmentation" in saved["skipped"] and "skipped (past the 0 s budget)" in capsys.readouterr().out
 
 
@@ -228,7 +228,7 @@ def test_the_per_entry_winograd_variant_computes_the_same_tiles(monkeypatch):
     # The variant times Winograd's transforms as they were written before: each transformed
     # row's columns on their own, the entries stacked one by one. Op by op (no fusion),
     # both give the same floats, bit for bit.
-    from jaxcifar import model
+    from jaxcifar import kernels
     from research import cpu_variants
 
     rng = np.random.default_rng(0)
@@ -236,12 +236,12 @@ def test_the_per_entry_winograd_variant_computes_the_same_tiles(monkeypatch):
     products = rng.normal(size=(36, 2 * 2 * 3, 5)).astype(np.float32)
 
     def transforms():
-        return [model._winograd_input(x), model._winograd_output(products, (2, 8, 12, 5)),
-                model._winograd_output_transpose(g)]  # fmt: skip
+        return [kernels._winograd_input(x), kernels._winograd_output(products, (2, 8, 12, 5)),
+                kernels._winograd_output_transpose(g)]  # fmt: skip
 
     stacked = transforms()
     for name in ("_winograd_input", "_winograd_output", "_winograd_output_transpose"):
-        monkeypatch.setattr(model, name, getattr(model, name))  # undone after the test
+        monkeypatch.setattr(kernels, name, getattr(kernels, name))  # undone after the test
     cpu_variants.use_winograd_per_entry()
     per_entry = transforms()
     assert [a.shape for a in stacked] == [(36, 12, 3), (2, 8, 12, 5), (36, 12, 5)]

@@ -91,7 +91,7 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 def test_the_layers_point_one_way():
     graph = local_graph()
     product = {m for m in graph if not m.startswith("research.")}
-    assert len(product) == 19 and not {d for m in product for d in graph[m]} - product  # research is never imported
+    assert len(product) == 20 and not {d for m in product for d in graph[m]} - product  # research is never imported
     # The driver is imported by nothing in the package but the seeds command (and by the studies).
     assert {m for m, deps in graph.items() if "train" in deps} == {
         "seeds",
@@ -99,7 +99,8 @@ def test_the_layers_point_one_way():
         "research.jpeg_quality",
     }
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
-    assert graph["model"] == set() and graph["schedule"] <= {"plots", "records", "errors"}
+    assert graph["model"] == {"kernels"} and graph["kernels"] == set()  # the network and its layers: Flax only
+    assert graph["schedule"] <= {"plots", "records", "errors"}
     assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["gradcam"]
     for numpy_only in ("data", "augment", "loader"):
         assert not {"steps", "train", "checkpoint", "model"} & graph[numpy_only], numpy_only
@@ -119,12 +120,13 @@ def commands():
         jpeg_quality,
         lr_rules,
         readme_tables,
+        step_digest,
     )
 
     return [
         *(train, lr_range, gradcam, schedule, augment, model, seeds),
         *(benchmark, benchmark_augment, collect_run, conv_layers, cpu24_runs, cpu_variants, ctrl_c_latency),
-        *(device_check, jpeg_quality, lr_rules, readme_tables),
+        *(device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
     ]  # and research.torch_reference, which needs torch: test_bench reads its flags where torch is
 
 
