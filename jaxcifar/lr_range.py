@@ -71,6 +71,7 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -80,7 +81,7 @@ from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import Progress, StopRequest, say
 from jaxcifar.data import CIFAR10
-from jaxcifar.errors import Stopped, entry_point
+from jaxcifar.errors import Stopped, UsageError, entry_point
 from jaxcifar.loader import load_data, make_train_loader
 
 SKIP_START, SKIP_END = 10, 5
@@ -453,6 +454,55 @@ def load(path: str | Path) -> dict:
             f"(missing {missing or 'records of the sweep'}); it is written by python -m jaxcifar.lr_range"
         )
     return result
+
+
+def resolve(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, float, dict]:
+    """A training run's (LR_MIN, LR_MAX, how they were found): given, or by the rules from a new
+    or a saved sweep (`run` or `--lr-range-json`).
+
+    A sweep, new or reused, ends up in the run folder as lr_range.json and
+    lr_range.png, with every rule's suggestions and the pair this run's rules chose.
+    """
+    info: dict[str, Any] = {}
+    sweep = None
+    if config.lr_range_json:
+        sweep = load(config.lr_range_json)
+        sweep = {**sweep, **suggestions_of(sweep, config), "reused_from": str(config.lr_range_json)}
+        if jax.process_index() == 0:
+            records.write_json(out / "lr_range.json", sweep)
+            plot(sweep, out / "lr_range.png")
+        info["source"] = f"LR range test {config.lr_range_json}"
+    elif config.lr_max is None:
+        sweep = run(config, ds, out, mesh=mesh)
+        info["source"] = f"LR range test in {out / 'lr_range.json'}"
+    if config.lr_max is not None:
+        lr_max = float(config.lr_max)
+        info["lr_max"] = "--lr-max"
+    else:
+        lr_max = float(sweep["lr_max"])
+        info["rule"] = config.lr_range_rule
+    if config.lr_min is not None:
+        lr_min = float(config.lr_min)
+        info["lr_min"] = "--lr-min"
+    elif sweep is None:
+        lr_min = lr_max / config.lr_div
+        info["lr_min_rule"] = "div"
+    else:  # for the sweep's LR_MAX or the one given
+        rec = {k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()}
+        picked = pick_min(rec, lr_max, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
+        lr_min = picked["lr_min"]
+        info["lr_min_rule"] = picked["lr_min_rule"]
+        if picked["fallback"]:
+            info["lr_min_fallback"] = picked["fallback"]
+            say(f"warning: {picked['fallback']}", file=sys.stderr)
+    if lr_min > lr_max:
+        raise UsageError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
+    if sweep is not None:
+        say(
+            f"LR_MAX {lr_max:.4g} ({info.get('rule', 'given')}), "
+            f"LR_MIN {lr_min:.4g} ({info.get('lr_min_rule', 'given')})"
+        )
+    return lr_min, lr_max, info
 
 
 @entry_point

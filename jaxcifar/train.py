@@ -6,7 +6,8 @@
 This module is the driver only: the run folder, the learning rates (an LR range
 test when `lr_max` is None), the epoch loop, Ctrl-C and SIGTERM, and `main`. The steps are
 `jaxcifar.steps`', the batches `jaxcifar.loader`'s, the checkpoints
-`jaxcifar.checkpoint`'s, and `RunLog` keeps what the run records.
+`jaxcifar.checkpoint`'s, and `jaxcifar.runlog`'s RunLog keeps what the run records; the
+LR pair is `jaxcifar.lr_range.resolve`'s. The settings are settled once (`settle`).
 
 Run folder (`--out`, default runs/<timestamp>):
   config.json     the settings (LRs and data source as used), with command, versions and hardware
@@ -56,134 +57,13 @@ from jaxcifar.console import Progress, StopRequest, say
 from jaxcifar.data import CIFAR10, resolve_source, subset
 from jaxcifar.errors import EXIT_FAILED, UsageError, entry_point, stop_status
 from jaxcifar.loader import BatchLoader, load_data, make_train_loader
-from jaxcifar.schedule import one_cycle
+from jaxcifar.runlog import RunLog, epoch_line
+from jaxcifar.schedule import Schedule, one_cycle
 from jaxcifar.steps import Steps, TrainState
-
-STEP_KEYS = ("lr", "loss", "accuracy")
 
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-# --- what a run records ------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class RunLog:
-    """A run's record: per-epoch history, the per-step log, the best test accuracy.
-
-    `steps` holds every step done (lr, loss, accuracy), the current epoch's
-    included; `history` one row per finished epoch. Written to metrics.json,
-    read back from it on resume, cut to the checkpoint's position.
-    """
-
-    steps_per_epoch: int
-    tta: bool
-    history: dict[str, list] = dataclasses.field(default_factory=dict)
-    steps: dict[str, list] = dataclasses.field(default_factory=lambda: {k: [] for k in STEP_KEYS})
-
-    def __post_init__(self) -> None:
-        keys = ["train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds", "eval_seconds"]
-        keys += ["images_per_second", *(("test_loss_tta", "test_accuracy_tta") if self.tta else ())]
-        self.history = {k: list(self.history.get(k, [])) for k in keys}
-
-    @classmethod
-    def read(cls, path: Path, position: Position, tta: bool) -> RunLog:
-        """The log in metrics.json as it stood at `position` (later rows dropped)."""
-        saved = records.read_json(path)
-        log = cls(saved["steps_per_epoch"], tta, saved["epochs"], saved["steps"])
-        log.history = {k: v[: position.epoch] for k, v in log.history.items()}
-        log.steps = {k: list(saved["steps"][k][: position.step]) for k in STEP_KEYS}
-        return log
-
-    @property
-    def epochs_done(self) -> int:
-        return len(self.history["test_accuracy"])
-
-    @property
-    def best(self) -> tuple[float, int] | None:
-        """(best test accuracy, its epoch from 1), the earliest among equals."""
-        acc = self.history["test_accuracy"]
-        return (acc[int(np.argmax(acc))], int(np.argmax(acc)) + 1) if acc else None
-
-    def add_steps(self, fetched: Sequence[dict]) -> None:
-        for m in fetched:
-            for k in STEP_KEYS:
-                self.steps[k].append(float(m[k]))
-
-    def epoch_steps(self, epoch: int) -> dict[str, list]:
-        s = self.steps_per_epoch
-        return {k: v[epoch * s : (epoch + 1) * s] for k, v in self.steps.items()}
-
-    def end_epoch(self, epoch: int, test: dict, seconds: float, eval_seconds: float, images_per_second: float) -> dict:
-        """Adds epoch `epoch`'s row (its steps must be in) and returns it.
-
-        `seconds` is the epoch's training time, over every session that trained it.
-        """
-        steps = self.epoch_steps(epoch)
-        row = {
-            "train_loss": float(np.mean(steps["loss"])),
-            "train_accuracy": float(np.mean(steps["accuracy"])),
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            "lr": steps["lr"][-1],
-            "seconds": seconds,
-            "eval_seconds": eval_seconds,
-            "images_per_second": images_per_second,
-        }
-        if self.tta:
-            row.update(test_loss_tta=test["tta_loss"], test_accuracy_tta=test["tta_accuracy"])
-        for k, v in row.items():
-            self.history[k].append(v)
-        return row
-
-    def write(self, path: Path) -> None:
-        records.write_json(path, {"epochs": self.history, "steps": self.steps, "steps_per_epoch": self.steps_per_epoch})
-
-    def summary(self, config: TrainConfig, status: str, message: str, extra: dict) -> dict:
-        h = self.history
-        acc = h["test_accuracy"]
-        best = self.best
-        train_seconds = float(np.sum(h["seconds"]))
-        images = sum(r * s for r, s in zip(h["images_per_second"], h["seconds"]))
-        return {
-            "status": status,
-            "message": message,
-            "epochs_completed": len(acc),
-            "final_test_accuracy": acc[-1] if acc else None,
-            "best_test_accuracy": best[0] if best else None,
-            "best_epoch": best[1] if best else None,
-            "final_train_accuracy": h["train_accuracy"][-1] if acc else None,
-            "best_train_accuracy": max(h["train_accuracy"]) if acc else None,
-            **(
-                {
-                    "final_test_accuracy_tta": h["test_accuracy_tta"][-1],
-                    "best_test_accuracy_tta": max(h["test_accuracy_tta"]),
-                }
-                if acc and self.tta
-                else {}
-            ),
-            "lr_min": config.lr_min,
-            "lr_max": config.lr_max,
-            "train_seconds": train_seconds,
-            "eval_seconds": float(np.sum(h["eval_seconds"])),
-            "images_per_second": images / train_seconds if train_seconds else None,
-            **extra,
-        }
-
-
-def epoch_line(epoch: int, epochs: int, row: dict, batches: int, steps_per_epoch: int) -> str:
-    """The one line printed per epoch; a resumed epoch's speed is marked as partial."""
-    speed = f"{row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
-    if batches < steps_per_epoch:
-        speed = f"{speed} (resumed: the speed of this session's {batches} of {steps_per_epoch} batches)"
-    return (
-        f"epoch {epoch + 1:>2}/{epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:6.2f}%"
-        f"  test loss {row['test_loss']:.4f} acc {100 * row['test_accuracy']:6.2f}%"
-        + (f" (flip TTA {100 * row['test_accuracy_tta']:6.2f}%)" if "test_accuracy_tta" in row else "")
-        + f"  lr {row['lr']:.4g}  {speed}"
-    )
 
 
 # --- the run folder and the settings -----------------------------------------------
@@ -255,54 +135,6 @@ def check_inputs(config: TrainConfig) -> None:
             lr_range.load(config.lr_range_json)  # raises, naming the file and the flag
     if jax.process_index() == 0:
         records.check_writable(out)
-
-
-def resolve_lr(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, float, dict]:
-    """(LR_MIN, LR_MAX, how they were found): given, or by the rules from a new or a saved sweep.
-
-    A sweep, new or reused, ends up in the run folder as lr_range.json and
-    lr_range.png, with every rule's suggestions and the pair this run's rules chose.
-    """
-    info: dict[str, Any] = {}
-    sweep = None
-    if config.lr_range_json:
-        sweep = lr_range.load(config.lr_range_json)
-        sweep = {**sweep, **lr_range.suggestions_of(sweep, config), "reused_from": str(config.lr_range_json)}
-        if jax.process_index() == 0:
-            records.write_json(out / "lr_range.json", sweep)
-            lr_range.plot(sweep, out / "lr_range.png")
-        info["source"] = f"LR range test {config.lr_range_json}"
-    elif config.lr_max is None:
-        sweep = lr_range.run(config, ds, out, mesh=mesh)
-        info["source"] = f"LR range test in {out / 'lr_range.json'}"
-    if config.lr_max is not None:
-        lr_max = float(config.lr_max)
-        info["lr_max"] = "--lr-max"
-    else:
-        lr_max = float(sweep["lr_max"])
-        info["rule"] = config.lr_range_rule
-    if config.lr_min is not None:
-        lr_min = float(config.lr_min)
-        info["lr_min"] = "--lr-min"
-    elif sweep is None:
-        lr_min = lr_max / config.lr_div
-        info["lr_min_rule"] = "div"
-    else:  # for the sweep's LR_MAX or the one given
-        rec = {k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()}
-        picked = lr_range.pick_min(rec, lr_max, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
-        lr_min = picked["lr_min"]
-        info["lr_min_rule"] = picked["lr_min_rule"]
-        if picked["fallback"]:
-            info["lr_min_fallback"] = picked["fallback"]
-            say(f"warning: {picked['fallback']}", file=sys.stderr)
-    if lr_min > lr_max:
-        raise UsageError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
-    if sweep is not None:
-        say(
-            f"LR_MAX {lr_max:.4g} ({info.get('rule', 'given')}), "
-            f"LR_MIN {lr_min:.4g} ({info.get('lr_min_rule', 'given')})"
-        )
-    return lr_min, lr_max, info
 
 
 # --- the loop ----------------------------------------------------------------------
@@ -405,20 +237,33 @@ def check_finite(metrics: Sequence[dict], epoch: int, first_batch: int, steps_pe
 # --- the driver --------------------------------------------------------------------
 
 
-def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
+def settle(config: TrainConfig, given: Iterable[str] | None = None) -> TrainConfig:
+    """The run's settings, settled once: its folder (default runs/<timestamp>), a resumed run's
+    own settings (`resumed_config`, with `given` the flags on the command line), and the
+    kernels `kernels` picks for this platform and width, by name."""
+    config = dataclasses.replace(config, out=config.out or str(default_out()))
+    if config.resume:
+        config = resumed_config(config, given)
+    return dataclasses.replace(
+        config,
+        conv=kernels.conv_algorithm(config.conv, config.width),
+        batch_norm=kernels.batch_norm_kind(config.batch_norm, config.width),
+    )
+
+
+def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: Iterable[str] | None = None) -> dict:
     """Trains and evaluates as `config` says; returns the summary (also in summary.json).
 
     Args:
       config: the run's settings.
       ds: the data, if already loaded (else loaded as config.data says).
+      given: with `config.resume`, the settings given on the command line (see `resumed_config`).
 
     Raises:
       FileExistsError: `config.out` holds another run and resume is off.
       FileNotFoundError, UsageError: a missing or bad input, found before the run folder is made.
     """
-    config = dataclasses.replace(config, out=config.out or str(default_out()))
-    if config.resume:
-        config = resumed_config(config)
+    config = settle(config, given)
     check_inputs(config)
     out = Path(config.out)
     main_process = jax.process_index() == 0
@@ -441,7 +286,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
     train_loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
     steps_per_epoch = len(train_loader)
 
-    lr_min, lr_max, lr_info = resolve_lr(config, ds, out, mesh)
+    lr_min, lr_max, lr_info = lr_range.resolve(config, ds, out, mesh)
     if config.resume:  # the saved config holds the numbers; keep the record of where they came from
         lr_info = records.read_json(out / "config.json").get("lr", lr_info)
     config = dataclasses.replace(config, lr_min=lr_min, lr_max=lr_max, data=resolve_source(config.data))
@@ -466,7 +311,8 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
             log = RunLog(steps_per_epoch, config.tta)
             carried = 0.0
             ckpt.save(state, position)  # a last good checkpoint exists from the start
-        summary = _train(config, ds, mesh, schedule, state, ckpt, log, position, carried, out)
+        run = Run(config, ds, out, mesh, schedule, train_loader, ckpt, log)
+        summary = _train(run, state, position, carried)
     summary = {**summary, "lr": lr_info, "data_source": ds.source, **env}
     if main_process:
         records.write_json(out / "summary.json", summary)
@@ -489,25 +335,36 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None) -> dict:
     return summary
 
 
-def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, position: Position, carried: float,
-           out: Path) -> dict:  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What the epoch loop works with, settled before it starts."""
+
+    config: TrainConfig  # settled: resume resolved, LRs found, kernels named
+    ds: CIFAR10
+    out: Path
+    mesh: Any
+    schedule: Schedule
+    train_loader: BatchLoader
+    ckpt: Checkpoints
+    log: RunLog
+
+
+def _train(run: Run, state: TrainState, position: Position, carried: float) -> dict:
     """The epoch loop from `position`; returns the summary without provenance.
 
     `carried`: seconds spent on `position`'s epoch by earlier sessions of the run.
     """
+    config, ds, out, mesh, ckpt, log = run.config, run.ds, run.out, run.mesh, run.ckpt, run.log
     main_process = jax.process_index() == 0
     steps_per_epoch = log.steps_per_epoch
-    train_loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
     test_loader = BatchLoader(ds.test_images, ds.test_labels, config.batch_size, train=False)
-    steps = steps_lib.compile_run_steps(config, state, mesh, schedule)
+    steps = steps_lib.compile_run_steps(config, state, mesh, run.schedule)
     test_batches = steps_lib.device_eval_batches(test_loader.epoch(0), config.batch_size, mesh)
-    conv = kernels.conv_algorithm(config.conv, config.width)
-    batch_norm = kernels.batch_norm_kind(config.batch_norm, config.width)
     say(
         f"{ds.source}: {len(ds.train_labels):,} train / {len(ds.test_labels):,} test images; "
         f"ResNet-9 width {config.width}, {np.dtype(steps_lib.compute_dtype(config.dtype)).name}, "
-        f"{kernels.CONV_NAMES[conv]} convolutions, {kernels.BATCH_NORM_NAMES[batch_norm]} BatchNorm sums; "
-        f"{jax.devices()[0].device_kind} x{mesh.devices.size}; "
+        f"{kernels.CONV_NAMES[config.conv]} convolutions, {kernels.BATCH_NORM_NAMES[config.batch_norm]} BatchNorm "
+        f"sums; {jax.devices()[0].device_kind} x{mesh.devices.size}; "
         f"LR {config.lr_min:.4g} -> {config.lr_max:.4g} at epoch {config.peak:.3g} -> {config.lr_min:.4g}; "
         f"{config.epochs} epochs of {steps_per_epoch} steps; compiled in {steps.compile_seconds:.1f} s; "
         f"writing to {out}",
@@ -527,7 +384,7 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
                 first = position.batch if epoch == position.epoch else 0
                 estimate = config.epochs * steps_per_epoch - position.step if epoch == position.epoch else None
                 progress = Progress(config.progress, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", first)
-                result = run_epoch(steps, state, train_loader.epoch(epoch, start=first), stop, progress, estimate)
+                result = run_epoch(steps, state, run.train_loader.epoch(epoch, start=first), stop, progress, estimate)
                 state = result.state
                 seconds = result.seconds + (carried if epoch == position.epoch else 0.0)
                 log.add_steps(result.metrics)
@@ -562,7 +419,7 @@ def _train(config, ds, mesh, schedule, state, ckpt: Checkpoints, log: RunLog, po
         except KeyboardInterrupt:
             status = "interrupted"
             message = f"Interrupted; the last checkpoint is in {ckpt.directory} (resume with --resume)."
-    extra = {"compile_seconds": steps.compile_seconds, "conv": conv, "batch_norm": batch_norm}
+    extra = {"compile_seconds": steps.compile_seconds, "conv": config.conv, "batch_norm": config.batch_norm}
     if status == "interrupted":
         extra["stopped_by"] = stop.signal or "SIGINT"  # None: Python's own Ctrl-C, outside the main thread
     return log.summary(config, status, message, extra)
@@ -581,9 +438,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if config.distributed:
         parallel.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     steps_lib.enable_compilation_cache(config)
-    if config.resume:
-        config = resumed_config(config, config_lib.given_settings(args))
-    summary = train_and_evaluate(config)
+    summary = train_and_evaluate(config, given=config_lib.given_settings(args))
     if summary["status"] == "diverged":
         raise SystemExit(EXIT_FAILED)
     if summary["status"] == "interrupted":

@@ -91,7 +91,7 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 def test_the_layers_point_one_way():
     graph = local_graph()
     product = {m for m in graph if not m.startswith("research.")}
-    assert len(product) == 20 and not {d for m in product for d in graph[m]} - product  # research is never imported
+    assert len(product) == 21 and not {d for m in product for d in graph[m]} - product  # research is never imported
     # The driver is imported by nothing in the package but the seeds command (and by the studies).
     assert {m for m, deps in graph.items() if "train" in deps} == {
         "seeds",
@@ -112,6 +112,7 @@ def commands():
         benchmark,
         benchmark_augment,
         collect_run,
+        config_walk,
         conv_layers,
         cpu24_runs,
         cpu_variants,
@@ -125,8 +126,8 @@ def commands():
 
     return [
         *(train, lr_range, gradcam, schedule, augment, model, seeds),
-        *(benchmark, benchmark_augment, collect_run, conv_layers, cpu24_runs, cpu_variants, ctrl_c_latency),
-        *(device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
+        *(benchmark, benchmark_augment, collect_run, config_walk, conv_layers, cpu24_runs, cpu_variants),
+        *(ctrl_c_latency, device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
     ]  # and research.torch_reference, which needs torch: test_bench reads its flags where torch is
 
 

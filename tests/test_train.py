@@ -299,13 +299,6 @@ def test_data_unchanged_by_a_resume_of_a_finished_run(tiny_run, capsys):
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_epoch_line_marks_a_resumed_epochs_speed_as_partial():
-    row = {"train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.2, "test_accuracy": 0.4, "lr": 0.01,
-           "seconds": 1.4, "images_per_second": 94.0}  # fmt: skip
-    assert "(resumed: the speed of this session's 2 of 97 batches)" in train.epoch_line(3, 24, row, 2, 97)
-    assert "resumed" not in train.epoch_line(3, 24, row, 97, 97)
-
-
 def test_data_is_the_configs_when_given_none(tmp_path):
     ds = data_lib.synthetic(n_train=640, n_test=200, seed=0)
     summary = train.train_and_evaluate(tiny_config(tmp_path, epochs=1, peak_epoch=0.5, tta=False), ds)
