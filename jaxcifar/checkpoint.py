@@ -96,6 +96,7 @@ class Checkpoints:
             preservation_policy=keep,
             best_fn=_rank,  # orbax writes a step's metrics, so a reopened run still knows its best, only with this
             create=not read_only,  # (orbax's own read_only mode only adds warnings: reading never writes)
+            cleanup_tmp_directories=not read_only,  # a save cut short (a full disk, a kill) leaves one
             enable_async_checkpointing=True,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)

@@ -100,7 +100,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "recipe": tuple(RECIPES),
 }
 # Switches that are off unless given (--quick), where the others have --x and --no-x.
-SWITCHES = ("quick", "resume", "distributed")
+SWITCHES = ("quick", "resume", "distributed", "lr_range_partial")
 
 
 # The flag groups of `--help`, in order; the last two are the training command's alone.
@@ -223,6 +223,10 @@ class TrainConfig:
     lr_range_json: str | None = setting(
         None, "schedule and training", "reuse the LR range test in this lr_range.json instead of running one",
         shown="none",
+    )  # fmt: skip
+    lr_range_partial: bool = setting(
+        False, "schedule and training", "accept an --lr-range-json sweep that was stopped early or is too short "
+        "for the rules' trimming (refused otherwise)",
     )  # fmt: skip
     # Run
     seed: int = setting(0, "run", "seed of initialisation, data order and augmentation")

@@ -133,7 +133,14 @@ MIN_RISE = 0.05
 
 def _window(n: int) -> slice:
     """The iterations the rules read: without the noisy first and last ones, when enough remain."""
-    return slice(SKIP_START, n - SKIP_END) if n - SKIP_START - SKIP_END >= 3 else slice(0, n)
+    return slice(SKIP_START, n - SKIP_END) if not too_short(n) else slice(0, n)
+
+
+def too_short(n: int) -> str | None:
+    """Why a sweep of `n` iterations is too short for the rules' trimming (they then read all of it), or None."""
+    if n - SKIP_START - SKIP_END >= 3:
+        return None
+    return f"{n} iterations, too few for the rules to drop the first {SKIP_START} and last {SKIP_END}"
 
 
 # The share of its peak that the smoothed accuracy keeps on the `plateau` rule's plateau.
@@ -401,7 +408,9 @@ def suggestions_of(result: dict, config: TrainConfig) -> dict:
 
 
 def announce(result: dict) -> None:
-    """Prints the chosen pair and the rules that chose it; a fallback as a warning."""
+    """Prints the chosen pair and the rules that chose it; a fallback, or a sweep too short to trim, as a warning."""
+    if short := too_short(len(result["records"]["lr"])):
+        say(f"warning: the sweep has {short}: they read every iteration, the noisy ones too", file=sys.stderr)
     if result.get("lr_min_fallback"):
         say(f"warning: {result['lr_min_fallback']}", file=sys.stderr)
     say(
@@ -435,8 +444,13 @@ def _tag(result: dict) -> str:
     return plots.run_tag(s["width"], s["n_train"], s["batch_size"], result.get("device_kind", "?"))
 
 
-def load(path: str | Path) -> dict:
-    """A saved lr_range.json, checked for what `--lr-range-json` needs."""
+def load(path: str | Path, partial: bool = False) -> dict:
+    """A saved lr_range.json, checked for what `--lr-range-json` needs.
+
+    A sweep stopped before its end (Ctrl-C, SIGTERM) or too short for the rules to drop its noisy
+    first and last iterations knows only part of the LRs: its suggestions would start a run from
+    wherever it stopped. It is refused unless `partial` (--lr-range-partial).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"--lr-range-json {path}: no such file (it is written by python -m jaxcifar.lr_range)")
@@ -453,6 +467,13 @@ def load(path: str | Path) -> dict:
             f"--lr-range-json {path} is not an lr_range.json of jaxcifar "
             f"(missing {missing or 'records of the sweep'}); it is written by python -m jaxcifar.lr_range"
         )
+    short = too_short(len(result["records"]["lr"]))
+    if (result.get("stopped_by") or short) and not partial:
+        why = result.get("stopped", "") if result.get("stopped_by") else short
+        raise UsageError(
+            f"--lr-range-json {path}: that sweep is partial ({why}), so its suggestions only know the LRs it "
+            "reached. Run the sweep again, or pass --lr-range-partial to use it anyway."
+        )
     return result
 
 
@@ -466,7 +487,7 @@ def resolve(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, f
     info: dict[str, Any] = {}
     sweep = None
     if config.lr_range_json:
-        sweep = load(config.lr_range_json)
+        sweep = load(config.lr_range_json, config.lr_range_partial)
         sweep = {**sweep, **suggestions_of(sweep, config), "reused_from": str(config.lr_range_json)}
         if jax.process_index() == 0:
             records.write_json(out / "lr_range.json", sweep)
@@ -498,6 +519,8 @@ def resolve(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, f
     if lr_min > lr_max:
         raise UsageError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
     if sweep is not None:
+        if short := too_short(len(sweep["records"]["lr"])):
+            say(f"warning: the sweep has {short}: they read every iteration, the noisy ones too", file=sys.stderr)
         say(
             f"LR_MAX {lr_max:.4g} ({info.get('rule', 'given')}), "
             f"LR_MIN {lr_min:.4g} ({info.get('lr_min_rule', 'given')})"
@@ -513,6 +536,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = Path(config.out) if config.out else Path("runs") / time.strftime("lr-range-%Y%m%d-%H%M%S")
     if taken := [str(p) for p in (out / "lr_range.json", out / "lr_range.png") if p.exists()]:
         raise FileExistsError(f"{', '.join(taken)} exists; nothing is overwritten. Choose another --out.")
+    if (out / "config.json").exists() or (out / "checkpoints").exists():  # a training run's folder
+        raise FileExistsError(
+            f"{out} holds a training run, which would seem to have used this sweep. Choose another --out "
+            "(a run reuses a sweep with --lr-range-json)."
+        )
     records.check_writable(out)
     config = dataclasses.replace(config, out=str(out))
     steps_lib.enable_compilation_cache(config)

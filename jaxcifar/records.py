@@ -24,6 +24,11 @@ from typing import IO, Any
 
 from jaxcifar.errors import UsageError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; run folders are not locked there
+    fcntl = None
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -102,8 +107,63 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON in `path`.
+
+    Raises:
+      UsageError: `path` is a folder, or its JSON is damaged or cut short (one line, naming it).
+      FileNotFoundError: there is no `path`.
+    """
+    if Path(path).is_dir():
+        raise UsageError(f"{path} is a folder, not a JSON file")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"{path} is not valid JSON ({e.msg}, line {e.lineno}): it is damaged or was cut short"
+        ) from None
+
+
+LOCK = ".lock"  # in a run folder: the lock a run holds while it runs
+
+
+def holds_only_the_lock(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is missing, empty, or holds only a lock left by a run that never started."""
+    folder = Path(folder)
+    return not folder.exists() or {p.name for p in folder.iterdir()} <= {LOCK}
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Holds an OS lock on `folder` (created if missing) while the block runs: one run per folder.
+
+    The lock is `flock` on FOLDER/.lock, which the OS releases when the process ends, however
+    it ends, so a crashed run never blocks the next one. (Where the OS has no flock, as on
+    Windows, nothing is locked.)
+
+    Raises:
+      UsageError: another process holds the lock; the message names the folder and its PID.
+    """
+    if fcntl is None:
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UsageError(
+                f"{folder} is in use by another run (process {holder}); wait for it to end or stop it, "
+                "or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _finite(obj: Any) -> Any:

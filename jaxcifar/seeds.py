@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
     try:
         records.refuse_overwrite(out / "seeds.json", *(out / f"seed-{config.seed + k}" for k in range(args.seeds)))
         if config.lr_max is None and config.lr_range_json:
-            lr_range.load(config.lr_range_json)
+            lr_range.load(config.lr_range_json, config.lr_range_partial)
         records.check_writable(out)
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         parser.error(str(e))

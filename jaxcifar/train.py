@@ -17,6 +17,7 @@ Run folder (`--out`, default runs/<timestamp>):
   accuracy.png, loss_accuracy.png, one_cycle.png (the LR actually used, per step)
   lr_range.json, lr_range.png       the LR range test that chose LR_MAX (run or reused)
   gradcam_misclassified.png, misclassified.png   Grad-CAM of 25 misclassified test images
+  .lock           the lock a run holds on its folder while it runs (the last one's process ID)
 
 Exit status: 0 done, 1 failed during the run (diverged, data unreadable), 2 bad
 usage or input (nothing was started), 130 stopped by Ctrl-C, 143 stopped by SIGTERM
@@ -39,6 +40,7 @@ DESCRIPTION = (
 if __name__ == "__main__":  # the command line, before JAX loads: --help at once, XLA's CPU flags, huge pages
     startup.prepare("jaxcifar.train", sys.argv[1:], lambda: config_lib.parser(PROG, DESCRIPTION))
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -126,13 +128,13 @@ def check_inputs(config: TrainConfig) -> None:
             raise FileNotFoundError(f"--resume: {out} has no checkpoints/ to continue from")
     else:
         # Only process 0 writes; the others must not trip over its first files.
-        if jax.process_index() == 0 and out.exists() and any(out.iterdir()):
+        if jax.process_index() == 0 and not records.holds_only_the_lock(out):
             raise FileExistsError(
                 f"{out} already exists and is not empty; nothing is overwritten. Pass --resume to continue "
                 "the run in it, or choose another --out."
             )
         if config.lr_range_json:
-            lr_range.load(config.lr_range_json)  # raises, naming the file and the flag
+            lr_range.load(config.lr_range_json, config.lr_range_partial)  # raises, naming the file and the flag
     if jax.process_index() == 0:
         records.check_writable(out)
 
@@ -267,18 +269,35 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
     check_inputs(config)
     out = Path(config.out)
     main_process = jax.process_index() == 0
+    with records.folder_lock(out) if main_process else contextlib.nullcontext():
+        if main_process and not config.resume:
+            check_inputs(config)  # again, under the lock: a run that started meanwhile has written here
+        return _run_locked(config, ds, out, main_process)
+
+
+def _run_locked(config: TrainConfig, ds: CIFAR10 | None, out: Path, main_process: bool) -> dict:
+    """train_and_evaluate's run, with the folder locked."""
+    restart = False  # a resumed run with no finished checkpoint starts again from its first step
     if config.resume:
         with Checkpoints(out, read_only=True) as ckpt:
-            meta = ckpt.meta()
-        position = Position(meta["epoch"], meta["batch"], meta["step"])
-        if position.epoch >= config.epochs:
-            say(f"{out} is complete ({position.epoch} of {config.epochs} epochs); nothing to resume, nothing changed.")
+            restart = ckpt.latest_step() is None
+            meta = {"epoch": 0} if restart else ckpt.meta()
+        if restart:
+            say(
+                f"{out} has no finished checkpoint (a run stopped before its first was written, or a save was "
+                "cut short): starting it again from its first step, which its seed makes the same."
+            )
+        elif meta["epoch"] >= config.epochs:
+            say(f"{out} is complete ({meta['epoch']} of {config.epochs} epochs); nothing to resume, nothing changed.")
             return records.read_json(out / "summary.json")
     if ds is None:
         say(f"Loading CIFAR-10 ({resolve_source(config.data)}) ...", flush=True)
-        ds = load_data(config)
+        ds = _load_data(config)
     elif config.n_train or config.n_test:
         ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
+    fingerprint = ds.fingerprint()
+    if config.resume:
+        check_same_data(out, fingerprint)
     mesh = parallel.make_mesh(config.devices)
     parallel.check_batch_size(config.batch_size, mesh)
     if main_process:
@@ -295,15 +314,16 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
     env = records.provenance()
     if main_process and not config.resume:
         records.write_json(
-            out / "config.json", {"config": config.to_json(), "lr": lr_info, "data_source": ds.source, **env}
+            out / "config.json",
+            {"config": config.to_json(), "lr": lr_info, "data_source": ds.source, "data": fingerprint, **env},
         )
 
     with Checkpoints(out) as ckpt:
-        if config.resume:
+        if config.resume and not restart:
             state, meta = ckpt.restore(abstract_state(state, mesh))
             position = Position(meta["epoch"], meta["batch"], meta["step"])
             carried = float(meta.get("epoch_seconds", 0.0)) if position.batch else 0.0
-            log = RunLog.read(out / "metrics.json", position, config.tta)
+            log = _read_log(out, position, steps_per_epoch, config.tta)
             say(f"Resuming {out} at epoch {position.epoch + 1}, batch {position.batch} (step {position.step}).")
         else:
             state = parallel.put_replicated(state, mesh)
@@ -311,6 +331,8 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
             log = RunLog(steps_per_epoch, config.tta)
             carried = 0.0
             ckpt.save(state, position)  # a last good checkpoint exists from the start
+            if main_process:  # and the log it resumes with, should the run stop while compiling
+                log.write(out / "metrics.json")
         run = Run(config, ds, out, mesh, schedule, train_loader, ckpt, log)
         summary = _train(run, state, position, carried)
     summary = {**summary, "lr": lr_info, "data_source": ds.source, **env}
@@ -333,6 +355,54 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
     else:
         say(summary["message"], file=sys.stderr)
     return summary
+
+
+def _load_data(config: TrainConfig) -> CIFAR10:
+    """`load_data`; for a resumed run whose data is gone, the error says how to point it at a moved copy."""
+    try:
+        return load_data(config)
+    except FileNotFoundError as e:
+        if not config.resume:
+            raise
+        raise FileNotFoundError(
+            f"--resume: the run's data is not there ({e}). If it moved, pass --data NEW_PATH: a copy with "
+            "the same images is accepted (the run checks their fingerprint)."
+        ) from None
+
+
+def check_same_data(out: Path, fingerprint: dict) -> None:
+    """Raises UsageError if the run in `out` recorded other data than `fingerprint` (runs from before 0.3
+    recorded none: not checked)."""
+    saved = records.read_json(out / "config.json").get("data")
+    if saved is None or saved["sha256"] == fingerprint["sha256"]:
+        return
+
+    def name(f: dict) -> str:
+        counts = f"{f['train']:,} train / {f['test']:,} test images"
+        return f"{f['source'] or 'arrays given'} ({counts}, sha256 {f['sha256'][:12]})"
+
+    raise UsageError(
+        f"--resume: {out} was trained on {name(saved)}, but the data now is {name(fingerprint)}: other images. "
+        "Pass the run's own data with --data, or start a new run with another --out."
+    )
+
+
+def _read_log(out: Path, position: Position, steps_per_epoch: int, tta: bool) -> RunLog:
+    """The run's metrics.json at `position`; at the very start, where a run stopped while compiling may have
+    written none, an empty log."""
+    path = out / "metrics.json"
+    if not path.exists() and position.step == 0:
+        return RunLog(steps_per_epoch, tta)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"--resume: {path} is missing, so {out} cannot continue with its record; start a new run with another --out"
+        )
+    try:
+        return RunLog.read(path, position, tta)
+    except UsageError as e:
+        raise UsageError(
+            f"--resume: {e}; {out} cannot continue with its record: start a new run with another --out"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)

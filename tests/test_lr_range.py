@@ -13,6 +13,7 @@ from jaxcifar import data as data_lib
 from jaxcifar import lr_range, parallel, train
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import Stopped
+from jaxcifar.records import LOCK
 
 TINY = {**TINY_RUN, "lr_range_iters": 40, "lr_range_start": 1e-3, "lr_range_end": 0.5}
 
@@ -225,7 +226,19 @@ def test_a_run_whose_sweep_is_stopped_never_trains(tmp_path, tiny_data, monkeypa
         train.train_and_evaluate(cfg, tiny_data)
     assert exc.value.signal == "SIGTERM" and "stopped by SIGTERM after 5 of 40 iterations" in str(exc.value)
     assert json.loads((tmp_path / "run" / "lr_range.json").read_text())["iterations"] == 5
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["lr_range.json", "lr_range.png"]  # no training
+    # no training: the sweep's files and the lock of the run that never started
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK, "lr_range.json", "lr_range.png"]
+    # and that sweep is refused as a run's LR range test, unless asked for
+    sweep, again = tmp_path / "run" / "lr_range.json", TrainConfig(**{**TINY, "lr_max": None}, out=str(tmp_path / "r2"))
+    with pytest.raises(ValueError, match=r"that sweep is partial \(stopped by SIGTERM after 5 of 40 iterations.*"
+                                         r"pass --lr-range-partial to use it anyway"):  # fmt: skip
+        train.train_and_evaluate(dataclasses.replace(again, lr_range_json=str(sweep)), tiny_data)
+    assert not (tmp_path / "r2").exists()
+    taken = train.train_and_evaluate(
+        dataclasses.replace(again, lr_range_json=str(sweep), lr_range_partial=True, epochs=1, peak_epoch=0.5),
+        tiny_data,
+    )
+    assert taken["status"] == "completed" and "too few for the rules to drop" in capsys.readouterr().err
 
 
 def test_lr_max_auto_end_to_end(tmp_path, tiny_data, capsys):
@@ -348,3 +361,12 @@ def test_bad_lr_range_json(tmp_path):
         lr_range.load(bad)
     with pytest.raises(FileNotFoundError, match="no such file"):
         lr_range.load(tmp_path / "missing.json")
+
+
+def test_a_sweep_is_not_written_into_a_training_runs_folder(tiny_run, capsys):
+    before = sorted(p.name for p in tiny_run[0].iterdir())
+    with pytest.raises(SystemExit) as exc:
+        lr_range.main(["--data", "synthetic", "--width", "4", "--out", str(tiny_run[0])])
+    assert exc.value.code == 2
+    assert f"error: {tiny_run[0]} holds a training run" in capsys.readouterr().err
+    assert sorted(p.name for p in tiny_run[0].iterdir()) == before

@@ -4,7 +4,10 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import jax
@@ -292,11 +295,15 @@ def test_a_run_of_jaxcifar_0_1_cannot_be_resumed_here(tmp_path, tiny_run):
 
 def test_data_unchanged_by_a_resume_of_a_finished_run(tiny_run, capsys):
     out = tiny_run[0]
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def files():  # the run's files; the lock records the last process that held it
+        return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != records.LOCK}
+
+    before = files()
     summary = train.train_and_evaluate(TrainConfig(out=str(out), resume=True, progress=False))
     assert summary == read(out / "summary.json")
     assert "is complete (3 of 3 epochs); nothing to resume, nothing changed" in capsys.readouterr().out
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert files() == before
 
 
 def test_data_is_the_configs_when_given_none(tmp_path):
@@ -428,3 +435,75 @@ def test_the_first_data_load_is_announced(tmp_path, capsys):
     train.train_and_evaluate(tiny_config(tmp_path, epochs=1, peak_epoch=0.5, tta=False))
     out = capsys.readouterr().out
     assert out.index("Loading CIFAR-10 (synthetic) ...") < out.index("640 train / 200 test images")
+
+
+def hold_lock(folder):
+    """A process that holds `folder`'s run lock until it is killed; returns it once the lock is held."""
+    code = (
+        "import sys, time; from jaxcifar import records\n"
+        "with records.folder_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def cli_error(capsys, *argv):
+    """(exit code, stderr) of `python -m jaxcifar.train ARGV` that must exit non-zero."""
+    with pytest.raises(SystemExit) as exc:
+        train.main(list(argv))
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_a_folder_in_use_by_another_run_is_refused_and_left_as_it_is(tiny_run, tmp_path, capsys):
+    out, finished = tmp_path / "busy", tmp_path / "finished"
+    shutil.copytree(tiny_run[0], finished)
+    holders = [hold_lock(out), hold_lock(finished)]
+    try:
+        # a new run, and a resume of a run in use: exit 2 at once, naming the folder and the process
+        code, err = cli_error(capsys, "--data", "synthetic", "--epochs", "1", "--width", "4", "--out", str(out))
+        assert code == 2 and f"error: {out} is in use by another run (process {holders[0].pid})" in err
+        assert [p.name for p in out.iterdir()] == [records.LOCK]
+        code, err = cli_error(capsys, "--out", str(finished), "--resume")
+        assert code == 2 and f"{finished} is in use by another run (process {holders[1].pid})" in err
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    # the lock dies with its process: the folder takes a run again
+    summary = train.train_and_evaluate(TrainConfig(**{**TINY_RUN, "n_train": 320, "n_test": 64}, out=str(out)))
+    assert summary["status"] == "completed"
+
+
+def test_a_run_without_a_finished_checkpoint_starts_again_and_refuses_other_data(tiny_run, tmp_path, capsys):
+    original, summary, config, ds = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints" / "0.orbax-checkpoint-tmp-1764770000").mkdir(parents=True)  # a save cut short
+    resume = TrainConfig(out=str(run), resume=True, progress=False)
+    before = (run / "metrics.json").read_bytes()
+    other = data_lib.synthetic(n_train=640, n_test=200, seed=1)
+    refused = (
+        r"--resume: .*run was trained on synthetic\(seed=0\) \(640 train / 200 test images, sha256 [0-9a-f]{12}\), "
+        r"but the data now is synthetic\(seed=1\) .*: other images"
+    )
+    with pytest.raises(ValueError, match=refused):
+        train.train_and_evaluate(resume, other)
+    assert (run / "metrics.json").read_bytes() == before  # refused before anything was written
+    again = train.train_and_evaluate(resume, ds)
+    assert "has no finished checkpoint" in capsys.readouterr().out
+    # its first step comes from its seed: the run is the same run again
+    assert again["final_test_accuracy"] == summary["final_test_accuracy"] and again["epochs_completed"] == 3
+    for key in ("train_loss", "test_accuracy", "test_accuracy_tta", "lr"):
+        assert read(run / "metrics.json")["epochs"][key] == read(original / "metrics.json")["epochs"][key], key
+
+
+def test_a_resumed_run_whose_data_moved_says_to_pass_the_new_path(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    saved = read(run / "config.json")
+    saved["config"] = {**saved["config"], "data": str(tmp_path / "gone.tar.gz"), "epochs": 4}
+    records.write_json(run / "config.json", saved)
+    code, err = cli_error(capsys, "--out", str(run), "--resume")
+    assert code == 2 and "--resume: the run's data is not there" in err and "pass --data NEW_PATH" in err
