@@ -778,6 +778,64 @@ def _page_sentence(name: str, label: str, r: dict) -> str:
     )
 
 
+def block_carry_copy(root: Path) -> str:
+    """The copy of the lossless images a GPU call carries: its size, PSNR, and a network tested on it."""
+    r = _read(root, "carry-copy")
+    png, copy, net = r["png"], r["copy"], r.get("network")
+    text = (
+        f"{r['format']}: {copy['bytes'] / 1e6:.1f} MB (sha256 {copy['sha256'][:12]}...) for the "
+        f"{png['bytes'] / 1e6:.0f} MB of the lossless set (sha256 {png['sha256'][:12]}...); its images sit at a "
+        f"PSNR of {r['psnr_db']['train']:.1f} dB (train) and {r['psnr_db']['test']:.1f} dB (test) from the "
+        "lossless ones (the project's quality-75 4:2:0 JPEG copy of CIFAR-10: 30.8 dB)."
+    )
+    if net:
+        run = Path(net["run"]).name
+        text += (
+            f" The network of `{run}`, trained on the lossless images, scores {_pct(net['test_accuracy_png'])} on "
+            f"their test set and {_pct(net['test_accuracy_copy'])} on the copy's ({net['points']:+.2f} points)."
+        )
+    rows = [[c["choice"], f"{c['bytes_per_image']:.0f}", f"{c['estimated_mb']:.1f}",
+             "lossless" if c["psnr_db"] == float("inf") or c["psnr_db"] is None else f"{c['psnr_db']:.1f}"]
+            for c in r["survey"]["rows"]]  # fmt: skip
+    header = ["format", "bytes per image in the tar.gz", "MB for 60,000 images", "PSNR to the lossless, dB"]
+    return (
+        f"The choices, measured on {r['survey']['images']:,} training images:\n\n"
+        + _table(header, rows)
+        + "\n"
+        + text
+        + f" Made by `{r['command']}` ([results/carry-copy.json](results/carry-copy.json)).\n"
+    )
+
+
+# The width-16 pair that measures what the JPEG copy costs, in one session of the 2-core CPU.
+JPEG_COST_RUNS = {"png": "cpu-24-w16-fast-png", "jpeg": "cpu-24-w16-fast-jpeg"}
+
+
+def block_jpeg_cost(root: Path) -> str:
+    """The same 24-epoch run (cifar10-fast settings, width 16, seed 0) on the lossless images and on
+    the JPEG copy, epoch by epoch: the difference is what the copy costs, at that width."""
+    runs = {kind: _read(root, name) for kind, name in JPEG_COST_RUNS.items()}
+    png, jpeg = (runs[k]["epochs"] for k in ("png", "jpeg"))
+    rows = [
+        [str(i + 1), f"{100 * a:.2f}", f"{100 * b:.2f}", f"{100 * (a - b):+.2f}"]
+        for i, (a, b) in enumerate(zip(png["test_accuracy"], jpeg["test_accuracy"]))
+    ]
+    final = {k: (r["final_test_accuracy"], r["final_test_accuracy_tta"]) for k, r in runs.items()}
+    gap, gap_tta = (final["png"][i] - final["jpeg"][i] for i in (0, 1))
+    last = slice(-5, None)
+    late = float(np.mean(np.subtract(png["test_accuracy"][last], jpeg["test_accuracy"][last])))
+    header = ["epoch", "test accuracy %, lossless PNG", "test accuracy %, JPEG copy", "PNG - JPEG, points"]
+    names = ", ".join(f"[results/{n}.json](results/{n}.json)" for n in JPEG_COST_RUNS.values())
+    return (
+        _table(header, rows)
+        + f"\nFinal test accuracy {_pct(final['png'][0])} on the lossless images against {_pct(final['jpeg'][0])} "
+        f"on the JPEG copy ({100 * gap:+.2f} points; flip TTA {_pct(final['png'][1])} against "
+        f"{_pct(final['jpeg'][1])}, {100 * gap_tta:+.2f}); over the last 5 epochs {100 * late:+.2f} points on "
+        f"average. One seed each: how far another seed would move either is not measured at this width "
+        f"({names}; `{runs['png']['command']}`, and the same with the JPEG archive).\n"
+    )
+
+
 BLOCKS = {
     "quick": block_quick,
     "augment": block_augment,
@@ -796,6 +854,8 @@ BLOCKS = {
     "cpu-24-why": block_cpu24_why,
     "cpu-24-time": block_cpu24_time,
     "jpeg-quality": block_jpeg_quality,
+    "jpeg-cost": block_jpeg_cost,
+    "carry-copy": block_carry_copy,
 }
 
 

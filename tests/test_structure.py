@@ -111,6 +111,7 @@ def commands():
     from research import (
         benchmark,
         benchmark_augment,
+        carry_copy,
         collect_run,
         config_walk,
         conv_layers,
@@ -126,8 +127,8 @@ def commands():
 
     return [
         *(train, lr_range, gradcam, schedule, augment, model, seeds),
-        *(benchmark, benchmark_augment, collect_run, config_walk, conv_layers, cpu24_runs, cpu_variants),
-        *(ctrl_c_latency, device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
+        *(benchmark, benchmark_augment, carry_copy, collect_run, config_walk, conv_layers),
+        *(cpu24_runs, cpu_variants, ctrl_c_latency, device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
     ]  # and research.torch_reference, which needs torch: test_bench reads its flags where torch is
 
 
