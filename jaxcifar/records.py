@@ -138,8 +138,9 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Holds an OS lock on `folder` (created if missing) while the block runs: one run per folder.
 
     The lock is `flock` on FOLDER/.lock, which the OS releases when the process ends, however
-    it ends, so a crashed run never blocks the next one. (Where the OS has no flock, as on
-    Windows, nothing is locked.)
+    it ends, so a crashed run never blocks the next one. Folders this made for a run that then
+    wrote nothing (bad input found after the lock) are removed again. (Where the OS has no
+    flock, as on Windows, nothing is locked.)
 
     Raises:
       UsageError: another process holds the lock; the message names the folder and its PID.
@@ -148,6 +149,9 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         yield
         return
     folder = Path(folder)
+    check_writable(folder)  # a file in the way, or no permission: one line, before anything is made
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    before = None if (folder / LOCK).exists() else {p.name for p in folder.iterdir()} if folder.exists() else set()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
     try:
@@ -163,6 +167,12 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
+        # A run that wrote nothing (refused, or failed before its first file) leaves nothing behind:
+        # not its lock in a folder the user made, nor the folders it made.
+        if before is not None and {p.name for p in folder.iterdir()} - {LOCK} == before:
+            os.unlink(folder / LOCK)
+            for made in created:
+                made.rmdir()
         os.close(fd)  # releases the lock
 
 

@@ -266,108 +266,99 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
       FileNotFoundError, UsageError: a missing or bad input, found before the run folder is made.
     """
     config = settle(config, given)
-    check_inputs(config)
     out = Path(config.out)
     main_process = jax.process_index() == 0
+    # Only process 0 writes, so it alone locks the folder; the inputs are checked under the lock, where
+    # no other run can start writing meanwhile (a folder made for a run that then fails is removed).
     with records.folder_lock(out) if main_process else contextlib.nullcontext():
+        check_inputs(config)
+        restart = False  # a resumed run with no finished checkpoint starts again from its first step
+        if config.resume:
+            with Checkpoints(out, read_only=True) as ckpt:
+                restart = ckpt.latest_step() is None
+                meta = {"epoch": 0} if restart else ckpt.meta()
+            if restart:
+                say(
+                    f"{out} has no finished checkpoint (a run stopped before its first was written, or a save was "
+                    "cut short): starting it again from its first step, which its seed makes the same."
+                )
+            elif meta["epoch"] >= config.epochs:
+                done = f"{meta['epoch']} of {config.epochs} epochs"
+                say(f"{out} is complete ({done}); nothing to resume, nothing changed.")
+                return records.read_json(out / "summary.json")
+        if ds is None:
+            say(f"Loading CIFAR-10 ({resolve_source(config.data)}) ...", flush=True)
+            try:
+                ds = load_data(config)
+            except FileNotFoundError as e:
+                if not config.resume:
+                    raise
+                raise FileNotFoundError(
+                    f"--resume: the run's data is not there ({e}). If it moved, pass --data NEW_PATH: a copy with "
+                    "the same images is accepted (the run checks their fingerprint)."
+                ) from None
+        elif config.n_train or config.n_test:
+            ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
+        fingerprint = ds.fingerprint()
+        if config.resume:
+            check_same_data(out, fingerprint)
+        mesh = parallel.make_mesh(config.devices)
+        parallel.check_batch_size(config.batch_size, mesh)
+        if main_process:
+            out.mkdir(parents=True, exist_ok=True)
+        train_loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
+        steps_per_epoch = len(train_loader)
+
+        lr_min, lr_max, lr_info = lr_range.resolve(config, ds, out, mesh)
+        if config.resume:  # the saved config holds the numbers; keep the record of where they came from
+            lr_info = records.read_json(out / "config.json").get("lr", lr_info)
+        config = dataclasses.replace(config, lr_min=lr_min, lr_max=lr_max, data=resolve_source(config.data))
+        schedule = one_cycle(lr_min, lr_max, steps_per_epoch, config.epochs, config.peak)
+        state = steps_lib.initial_state(config, schedule)
+        env = records.provenance()
         if main_process and not config.resume:
-            check_inputs(config)  # again, under the lock: a run that started meanwhile has written here
-        return _run_locked(config, ds, out, main_process)
+            records.write_json(
+                out / "config.json",
+                {"config": config.to_json(), "lr": lr_info, "data_source": ds.source, "data": fingerprint, **env},
+            )
 
-
-def _run_locked(config: TrainConfig, ds: CIFAR10 | None, out: Path, main_process: bool) -> dict:
-    """train_and_evaluate's run, with the folder locked."""
-    restart = False  # a resumed run with no finished checkpoint starts again from its first step
-    if config.resume:
-        with Checkpoints(out, read_only=True) as ckpt:
-            restart = ckpt.latest_step() is None
-            meta = {"epoch": 0} if restart else ckpt.meta()
-        if restart:
+        with Checkpoints(out) as ckpt:
+            if config.resume and not restart:
+                state, meta = ckpt.restore(abstract_state(state, mesh))
+                position = Position(meta["epoch"], meta["batch"], meta["step"])
+                carried = float(meta.get("epoch_seconds", 0.0)) if position.batch else 0.0
+                log = _read_log(out, position, steps_per_epoch, config.tta)
+                say(f"Resuming {out} at epoch {position.epoch + 1}, batch {position.batch} (step {position.step}).")
+            else:
+                state = parallel.put_replicated(state, mesh)
+                position = Position(0, 0, 0)
+                log = RunLog(steps_per_epoch, config.tta)
+                carried = 0.0
+                ckpt.save(state, position)  # a last good checkpoint exists from the start
+                if main_process:  # and the log it resumes with, should the run stop while compiling
+                    log.write(out / "metrics.json")
+            run = Run(config, ds, out, mesh, schedule, train_loader, ckpt, log)
+            summary = _train(run, state, position, carried)
+        summary = {**summary, "lr": lr_info, "data_source": ds.source, **env}
+        if main_process:
+            records.write_json(out / "summary.json", summary)
+            if log.epochs_done:
+                tag = plots.run_tag(
+                    config.width, len(ds.train_labels), config.batch_size, env["device_kind"], config.epochs
+                )
+                plots.run_figures(out, log.history, log.steps["lr"], steps_per_epoch, tag)
+            if summary["status"] == "completed" and config.gradcam:
+                # A seeded random 25 rather than the first 25: image-folder test sets
+                # are sorted by class, and the first 25 mistakes would all be airplanes.
+                gradcam.run_on(out, ds, seed=config.seed)
+        if summary["status"] == "completed":
             say(
-                f"{out} has no finished checkpoint (a run stopped before its first was written, or a save was "
-                "cut short): starting it again from its first step, which its seed makes the same."
+                f"Done: final test accuracy {100 * summary['final_test_accuracy']:.2f}%, best "
+                f"{100 * summary['best_test_accuracy']:.2f}% (epoch {summary['best_epoch']}); results in {out}"
             )
-        elif meta["epoch"] >= config.epochs:
-            say(f"{out} is complete ({meta['epoch']} of {config.epochs} epochs); nothing to resume, nothing changed.")
-            return records.read_json(out / "summary.json")
-    if ds is None:
-        say(f"Loading CIFAR-10 ({resolve_source(config.data)}) ...", flush=True)
-        ds = _load_data(config)
-    elif config.n_train or config.n_test:
-        ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
-    fingerprint = ds.fingerprint()
-    if config.resume:
-        check_same_data(out, fingerprint)
-    mesh = parallel.make_mesh(config.devices)
-    parallel.check_batch_size(config.batch_size, mesh)
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-    train_loader = make_train_loader(config, ds, rows=parallel.process_slice(config.batch_size))
-    steps_per_epoch = len(train_loader)
-
-    lr_min, lr_max, lr_info = lr_range.resolve(config, ds, out, mesh)
-    if config.resume:  # the saved config holds the numbers; keep the record of where they came from
-        lr_info = records.read_json(out / "config.json").get("lr", lr_info)
-    config = dataclasses.replace(config, lr_min=lr_min, lr_max=lr_max, data=resolve_source(config.data))
-    schedule = one_cycle(lr_min, lr_max, steps_per_epoch, config.epochs, config.peak)
-    state = steps_lib.initial_state(config, schedule)
-    env = records.provenance()
-    if main_process and not config.resume:
-        records.write_json(
-            out / "config.json",
-            {"config": config.to_json(), "lr": lr_info, "data_source": ds.source, "data": fingerprint, **env},
-        )
-
-    with Checkpoints(out) as ckpt:
-        if config.resume and not restart:
-            state, meta = ckpt.restore(abstract_state(state, mesh))
-            position = Position(meta["epoch"], meta["batch"], meta["step"])
-            carried = float(meta.get("epoch_seconds", 0.0)) if position.batch else 0.0
-            log = _read_log(out, position, steps_per_epoch, config.tta)
-            say(f"Resuming {out} at epoch {position.epoch + 1}, batch {position.batch} (step {position.step}).")
         else:
-            state = parallel.put_replicated(state, mesh)
-            position = Position(0, 0, 0)
-            log = RunLog(steps_per_epoch, config.tta)
-            carried = 0.0
-            ckpt.save(state, position)  # a last good checkpoint exists from the start
-            if main_process:  # and the log it resumes with, should the run stop while compiling
-                log.write(out / "metrics.json")
-        run = Run(config, ds, out, mesh, schedule, train_loader, ckpt, log)
-        summary = _train(run, state, position, carried)
-    summary = {**summary, "lr": lr_info, "data_source": ds.source, **env}
-    if main_process:
-        records.write_json(out / "summary.json", summary)
-        if log.epochs_done:
-            tag = plots.run_tag(
-                config.width, len(ds.train_labels), config.batch_size, env["device_kind"], config.epochs
-            )
-            plots.run_figures(out, log.history, log.steps["lr"], steps_per_epoch, tag)
-        if summary["status"] == "completed" and config.gradcam:
-            # A seeded random 25 rather than the first 25: image-folder test sets
-            # are sorted by class, and the first 25 mistakes would all be airplanes.
-            gradcam.run_on(out, ds, seed=config.seed)
-    if summary["status"] == "completed":
-        say(
-            f"Done: final test accuracy {100 * summary['final_test_accuracy']:.2f}%, best "
-            f"{100 * summary['best_test_accuracy']:.2f}% (epoch {summary['best_epoch']}); results in {out}"
-        )
-    else:
-        say(summary["message"], file=sys.stderr)
-    return summary
-
-
-def _load_data(config: TrainConfig) -> CIFAR10:
-    """`load_data`; for a resumed run whose data is gone, the error says how to point it at a moved copy."""
-    try:
-        return load_data(config)
-    except FileNotFoundError as e:
-        if not config.resume:
-            raise
-        raise FileNotFoundError(
-            f"--resume: the run's data is not there ({e}). If it moved, pass --data NEW_PATH: a copy with "
-            "the same images is accepted (the run checks their fingerprint)."
-        ) from None
+            say(summary["message"], file=sys.stderr)
+        return summary
 
 
 def check_same_data(out: Path, fingerprint: dict) -> None:

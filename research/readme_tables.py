@@ -363,6 +363,16 @@ def _how_far(r: dict, epochs: int) -> str:
     return "the run" if r["status"] == "completed" else f"the run, stopped after epoch {epochs},"
 
 
+def _data_label(r: dict) -> str:
+    """Which CIFAR-10 a run read: the lossless PNG set (the official pixels) or the JPEG copy."""
+    name = (r.get("data_file") or {}).get("file") or r.get("data_source", "")
+    if "cifar10-png" in name:
+        return "official CIFAR-10 (lossless PNG)"
+    if "cifar10-jpeg" in name:
+        return "the JPEG copy (quality 75)"
+    return r.get("data_source", "")
+
+
 def block_results(root: Path) -> str:
     rows = [
         [
@@ -374,7 +384,10 @@ def block_results(root: Path) -> str:
             "",
         ]
     ]
+    w16 = "David Page's cifar10-fast settings at width 16 (`--recipe cifar10-fast --width 16 --tta`), 2-core CPU"
     runs = (
+        ("cpu-24-w16-fast-png", f"jaxcifar, {w16}"),
+        ("cpu-24-w16-fast-jpeg", f"jaxcifar, {w16}"),
         ("cpu-24", "jaxcifar, the recipe, 24 epochs, 2-core CPU"),
         *((name, f"jaxcifar, {label}, 2-core CPU") for name, label, _ in CPU24_EXPERIMENTS),
         ("cpu-quick", "jaxcifar `--quick` (5,000 images, width 16, 8 epochs), 2-core CPU"),
@@ -389,7 +402,7 @@ def block_results(root: Path) -> str:
         rows.append(
             [
                 f"{label} ([results/{name}.json](results/{name}.json))",
-                "the JPEG copy (quality 75)",
+                _data_label(r),
                 f"{_pct(r['final_test_accuracy'])} / {_pct(r['best_test_accuracy'])}{_tta(r)}",
                 _pct(r["best_train_accuracy"]),
                 f"{r['lr_max']:.3g} / {r['lr_min']:.3g}",
@@ -795,9 +808,12 @@ def block_carry_copy(root: Path) -> str:
             f"their test set and {_pct(net['test_accuracy_copy'])} on the copy's ({net['points']:+.2f} points)."
         )
     rows = [[c["choice"], f"{c['bytes_per_image']:.0f}", f"{c['estimated_mb']:.1f}",
-             "lossless" if c["psnr_db"] == float("inf") or c["psnr_db"] is None else f"{c['psnr_db']:.1f}"]
+             "lossless" if c["psnr_db"] == float("inf") or c["psnr_db"] is None else f"{c['psnr_db']:.1f}",
+             *([f"{_pct(c['test_accuracy'])} ({c['points']:+.2f})"] if net else [])]
             for c in r["survey"]["rows"]]  # fmt: skip
     header = ["format", "bytes per image in the tar.gz", "MB for 60,000 images", "PSNR to the lossless, dB"]
+    if net:
+        header.append(f"`{Path(net['run']).name}` on the test set so encoded (points)")
     return (
         f"The choices, measured on {r['survey']['images']:,} training images:\n\n"
         + _table(header, rows)
