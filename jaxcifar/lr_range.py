@@ -407,10 +407,15 @@ def suggestions_of(result: dict, config: TrainConfig) -> dict:
     }
 
 
-def announce(result: dict) -> None:
-    """Prints the chosen pair and the rules that chose it; a fallback, or a sweep too short to trim, as a warning."""
+def warn_if_short(result: dict) -> None:
+    """Warns (stderr) when a sweep is too short for the rules' trimming, so they read its noisy ends too."""
     if short := too_short(len(result["records"]["lr"])):
         say(f"warning: the sweep has {short}: they read every iteration, the noisy ones too", file=sys.stderr)
+
+
+def announce(result: dict) -> None:
+    """Prints the chosen pair and the rules that chose it; a fallback, or a sweep too short to trim, as a warning."""
+    warn_if_short(result)
     if result.get("lr_min_fallback"):
         say(f"warning: {result['lr_min_fallback']}", file=sys.stderr)
     say(
@@ -519,8 +524,7 @@ def resolve(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, f
     if lr_min > lr_max:
         raise UsageError(f"LR_MIN {lr_min:g} exceeds LR_MAX {lr_max:g}; lower --lr-min")
     if sweep is not None:
-        if short := too_short(len(sweep["records"]["lr"])):
-            say(f"warning: the sweep has {short}: they read every iteration, the noisy ones too", file=sys.stderr)
+        warn_if_short(sweep)
         say(
             f"LR_MAX {lr_max:.4g} ({info.get('rule', 'given')}), "
             f"LR_MIN {lr_min:.4g} ({info.get('lr_min_rule', 'given')})"

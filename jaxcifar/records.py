@@ -143,13 +143,14 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     flock, as on Windows, nothing is locked.)
 
     Raises:
-      UsageError: another process holds the lock; the message names the folder and its PID.
+      UsageError: `folder` cannot be written (`check_writable`), or another process holds the lock;
+        the message names the folder (and the holder's PID).
     """
+    check_writable(folder)  # a file in the way, or no permission: one line, before anything is made
     if fcntl is None:
         yield
         return
     folder = Path(folder)
-    check_writable(folder)  # a file in the way, or no permission: one line, before anything is made
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     before = None if (folder / LOCK).exists() else {p.name for p in folder.iterdir()} if folder.exists() else set()
     folder.mkdir(parents=True, exist_ok=True)

@@ -135,8 +135,6 @@ def check_inputs(config: TrainConfig) -> None:
             )
         if config.lr_range_json:
             lr_range.load(config.lr_range_json, config.lr_range_partial)  # raises, naming the file and the flag
-    if jax.process_index() == 0:
-        records.check_writable(out)
 
 
 # --- the loop ----------------------------------------------------------------------
@@ -273,18 +271,18 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
     with records.folder_lock(out) if main_process else contextlib.nullcontext():
         check_inputs(config)
         restart = False  # a resumed run with no finished checkpoint starts again from its first step
+        saved = records.read_json(out / "config.json") if config.resume else {}
         if config.resume:
             with Checkpoints(out, read_only=True) as ckpt:
-                restart = ckpt.latest_step() is None
-                meta = {"epoch": 0} if restart else ckpt.meta()
+                done = None if ckpt.latest_step() is None else ckpt.meta()["epoch"]
+            restart = done is None
             if restart:
                 say(
                     f"{out} has no finished checkpoint (a run stopped before its first was written, or a save was "
                     "cut short): starting it again from its first step, which its seed makes the same."
                 )
-            elif meta["epoch"] >= config.epochs:
-                done = f"{meta['epoch']} of {config.epochs} epochs"
-                say(f"{out} is complete ({done}); nothing to resume, nothing changed.")
+            elif done >= config.epochs:
+                say(f"{out} is complete ({done} of {config.epochs} epochs); nothing to resume, nothing changed.")
                 return records.read_json(out / "summary.json")
         if ds is None:
             say(f"Loading CIFAR-10 ({resolve_source(config.data)}) ...", flush=True)
@@ -301,7 +299,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
             ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
         fingerprint = ds.fingerprint()
         if config.resume:
-            check_same_data(out, fingerprint)
+            check_same_data(out, saved.get("data"), fingerprint)
         mesh = parallel.make_mesh(config.devices)
         parallel.check_batch_size(config.batch_size, mesh)
         if main_process:
@@ -311,7 +309,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
 
         lr_min, lr_max, lr_info = lr_range.resolve(config, ds, out, mesh)
         if config.resume:  # the saved config holds the numbers; keep the record of where they came from
-            lr_info = records.read_json(out / "config.json").get("lr", lr_info)
+            lr_info = saved.get("lr", lr_info)
         config = dataclasses.replace(config, lr_min=lr_min, lr_max=lr_max, data=resolve_source(config.data))
         schedule = one_cycle(lr_min, lr_max, steps_per_epoch, config.epochs, config.peak)
         state = steps_lib.initial_state(config, schedule)
@@ -361,10 +359,9 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
         return summary
 
 
-def check_same_data(out: Path, fingerprint: dict) -> None:
-    """Raises UsageError if the run in `out` recorded other data than `fingerprint` (runs from before 0.3
-    recorded none: not checked)."""
-    saved = records.read_json(out / "config.json").get("data")
+def check_same_data(out: Path, saved: dict | None, fingerprint: dict) -> None:
+    """Raises UsageError if the run in `out` recorded (`saved`, its config.json's "data") other data than
+    `fingerprint` (runs from before 0.3 recorded none: not checked)."""
     if saved is None or saved["sha256"] == fingerprint["sha256"]:
         return
 
