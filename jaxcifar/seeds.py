@@ -81,6 +81,17 @@ def seed_row(seed: int, summary: dict) -> dict:
     return {"seed": seed, **{k: summary[k] for k in keys if k in summary}}
 
 
+def table(config: config_lib.TrainConfig, rows: list[dict], planned: int) -> dict:
+    """seeds.json: the shared config, a row per finished seed, their summary, the seeds planned, the machine."""
+    return {
+        "config": config.to_json(),
+        "per_seed": rows,
+        "summary": summarize(rows),
+        "seeds_planned": planned,
+        **records.provenance(),
+    }
+
+
 @entry_point
 def main(argv=None) -> dict:
     startup.set_cpu_flags()  # XLA as the training command has it: YNNPACK off on the CPU
@@ -106,13 +117,11 @@ def main(argv=None) -> dict:
         )
     out = Path(config.out or "runs/seeds")
     # Every input is checked before any work: a missing sweep must not show up after an hour.
-    try:
-        records.refuse_overwrite(out / "seeds.json", *(out / f"seed-{config.seed + k}" for k in range(args.seeds)))
-        if config.lr_max is None and config.lr_range_json:
-            lr_range.load(config.lr_range_json, config.lr_range_partial)
-        records.check_writable(out)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        parser.error(str(e))
+    # (Their errors are one line and exit status 2, as the training command's.)
+    records.check_writable(out)
+    records.refuse_overwrite(out / "seeds.json", *(out / f"seed-{config.seed + k}" for k in range(args.seeds)))
+    if config.lr_max is None and config.lr_range_json:
+        lr_range.load(config.lr_range_json, config.lr_range_partial)
     start = time.perf_counter()
     steps_lib.enable_compilation_cache(config)
     ds = load_data(config)
@@ -136,13 +145,7 @@ def main(argv=None) -> dict:
             raise SystemExit(1)
         rows.append(seed_row(seed, summary))
         # The table after every seed: a run cut short keeps the seeds it finished.
-        result = {
-            "config": config.to_json(),
-            "per_seed": rows,
-            "summary": summarize(rows),
-            "seeds_planned": args.seeds,
-            **records.provenance(),
-        }
+        result = table(config, rows, args.seeds)
         records.write_json(out / "seeds.json", result)
     print_table(result, out)
     return result

@@ -232,11 +232,19 @@ def main(argv=None) -> dict:
         default=None,
         help="seconds; sections that would start later are skipped (default: no limit)",
     )
+    parser.add_argument(
+        "--only-dtypes",
+        action="store_true",
+        help="the float32 and bfloat16 steps alone, as on a GPU (default: on a CPU also its other kernels)",
+    )
+    parser.add_argument(
+        "--augment-batches", type=int, default=40, help="batches each host augmentation is timed on (default: 40)"
+    )
     parser.add_argument("--out", default=None, help="JSON path (default: results/benchmark-<device>.json)")
     parser.add_argument("--force", action="store_true", help="replace the JSON if it exists (default: off)")
     args = parser.parse_args(argv)
-    if min(args.batch_size) < 1 or args.steps < 1 or args.width < 1:
-        parser.error("--batch-size, --steps and --width must be positive")
+    if min(args.batch_size) < 1 or args.steps < 1 or args.width < 1 or args.augment_batches < 1:
+        parser.error("--batch-size, --steps, --width and --augment-batches must be positive")
 
     start = time.perf_counter()
     env = records.provenance()
@@ -275,7 +283,7 @@ def main(argv=None) -> dict:
     other = "xla" if kernels.conv_algorithm(None, args.width) == "winograd" else "winograd"
     other_bn = "flax" if kernels.batch_norm_kind(None, args.width) == "matvec" else "matvec"
     variants = [("float32", "xla", None, None), ("bfloat16", "xla", None, None)]
-    if cpu:
+    if cpu and not args.only_dtypes:
         variants += [("float32", "xla", other, None), ("float32", "xla", None, other_bn)]
         variants += [("float32", "taps", "xla", None)]
     result["steps"] = []
@@ -316,7 +324,7 @@ def main(argv=None) -> dict:
             section("lr range test", sweep)
 
     def augmentation():
-        result["augmentation"] = benchmark_augment.measure(images, labels, batches=40)
+        result["augmentation"] = benchmark_augment.measure(images, labels, batches=args.augment_batches)
         for a in result["augmentation"]:
             rate = f"{a['images_per_s']:>10,} img/s" if "images_per_s" in a else f"failed: {a['error'][:60]}"
             print(f"augmentation {a['augment']:<15} {a['workers']} thread(s): {rate}", flush=True)

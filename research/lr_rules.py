@@ -141,10 +141,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=3, help="sweep and training seeds (default: 3)")
     parser.add_argument("--json", default=None, help="write the record here too (default: OUT/lr-rules.json only)")
     parser.add_argument("--force", action="store_true", help="replace --json if it exists (default: off)")
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        default=[f"{a}/{b}" for a, b in PAIRS],
+        metavar="LR_RULE/LR_MIN_RULE",
+        help=f"the pairs to train (default: {' '.join(f'{a}/{b}' for a, b in PAIRS)})",
+    )
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error(f"--seeds must be at least 2 (a spread needs two), got {args.seeds}")
+    pairs = [tuple(p.split("/", 1)) for p in args.pairs]
+    if bad := [p for p, pair in zip(args.pairs, pairs) if len(pair) != 2 or pair[0] not in LR_RULES
+               or pair[1] not in LR_MIN_RULES]:  # fmt: skip
+        parser.error(
+            f"--pairs {' '.join(bad)}: each is LR_RULE/LR_MIN_RULE, LR_RULE one of {', '.join(LR_RULES)} and "
+            f"LR_MIN_RULE one of {', '.join(LR_MIN_RULES)}"
+        )
     # --quick scale unless told otherwise; only the last epoch's checkpoint, no figures to wait for
     settings = {"quick": True, "progress": False, "gradcam": False, "checkpoint_every": 0}
     config = TrainConfig.create(**{**settings, **config_lib.given_settings(args)})
@@ -153,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.json:
         records.refuse_overwrite(args.json, force=args.force)
     steps_lib.enable_compilation_cache(config)
-    result = study(config, out, args.seeds)
+    result = study(config, out, args.seeds, pairs)
     records.write_json(out / "lr-rules.json", result)
     if args.json:
         records.write_json(args.json, result)

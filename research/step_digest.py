@@ -49,16 +49,17 @@ def digest(width: int, batch_size: int, steps: int, seed: int = 0) -> dict:
             "losses": losses, "sha256": h.hexdigest()}  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m research.step_digest", description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=64, help="base width (default: 64)")
+    parser.add_argument("--width", type=int, nargs="+", default=[64], help="base widths, one digest each (default: 64)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default: 64)")
     parser.add_argument("--steps", type=int, default=2, help="training steps before the digest (default: 2)")
     args = parser.parse_args(argv)
     startup.set_cpu_flags()
-    result = digest(args.width, args.batch_size, args.steps)
-    print(json.dumps(result))
-    return result
+    results = [digest(width, args.batch_size, args.steps) for width in args.width]
+    for result in results:  # a line each, in the order asked
+        print(json.dumps(result))
+    return results
 
 
 if __name__ == "__main__":

@@ -15,10 +15,14 @@ TINY = (
 
 def test_the_study_sweeps_once_per_seed_and_trains_every_pair(tmp_path):
     out = tmp_path / "study"
-    result = lr_rules.main([*TINY, "--seeds", "2", "--out", str(out), "--json", str(tmp_path / "r.json")])
+    # three of the six pairs (each pair's training compiles its own program): the default, another
+    # LR_MAX rule, another LR_MIN rule
+    pairs = ["accuracy/div", "valley/div", "accuracy/rise"]
+    argv = [*TINY, "--seeds", "2", "--pairs", *pairs, "--out", str(out), "--json", str(tmp_path / "r.json")]
+    result = lr_rules.main(argv)
     assert json.loads((tmp_path / "r.json").read_text())["seeds"] == 2
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("sweep")) == ["sweep-0", "sweep-1"]
-    assert [(r["rule"], r["lr_min_rule"]) for r in result["pairs"]] == list(lr_rules.PAIRS)
+    assert [f"{r['rule']}/{r['lr_min_rule']}" for r in result["pairs"]] == pairs
     for row in result["pairs"]:
         finals = [r["final_test_accuracy"] for r in row["runs"]]
         assert row["final_test_accuracy_mean"] == pytest.approx(np.mean(finals))
@@ -33,3 +37,15 @@ def test_the_study_sweeps_once_per_seed_and_trains_every_pair(tmp_path):
     with pytest.raises(SystemExit) as exc:  # the study folder is never reused
         lr_rules.main([*TINY, "--seeds", "2", "--out", str(out)])
     assert exc.value.code == 2
+
+
+def test_the_pairs_default_to_all_six_and_a_wrong_one_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lr_rules.main([*TINY, "--pairs", "accuracy/div", "accuracy", "steep/rise", "--out", str(tmp_path / "s")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--pairs accuracy steep/rise: each is LR_RULE/LR_MIN_RULE" in err and not (tmp_path / "s").exists()
+    with pytest.raises(SystemExit):
+        lr_rules.main(["--help"])
+    shown = "".join(capsys.readouterr().out.split())  # argparse wraps lines, at hyphens too
+    assert "(default:" + "".join(f"{a}/{b}" for a, b in lr_rules.PAIRS) + ")" in shown

@@ -97,6 +97,7 @@ def test_the_layers_point_one_way():
         "seeds",
         "research.lr_rules",
         "research.jpeg_quality",
+        "research.gpu_all",
     }
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
     assert graph["model"] == {"kernels"} and graph["kernels"] == set()  # the network and its layers: Flax only
