@@ -69,3 +69,20 @@ def test_the_cli_tests_a_network_on_both_test_sets_and_refuses_a_copy_over_budge
     jpeg = [survey[f"JPEG 4:4:4, quality {q}"] for q in (95, 93, 92, 90)]
     assert [r["psnr_db"] for r in jpeg] == sorted((r["psnr_db"] for r in jpeg), reverse=True)
     assert [r["bytes_per_image"] for r in jpeg] == sorted((r["bytes_per_image"] for r in jpeg), reverse=True)
+
+
+def test_a_copy_with_a_lossless_test_set_keeps_every_test_pixel(tiny_run, tmp_path):
+    run, _, _, ds = tiny_run
+    png = tmp_path / "tiny-png.tar.gz"
+    png_archive(ds, png)
+    out = tmp_path / "copy-lt.tar.gz"
+    result = carry_copy.make(png, out, 90, 45.0, run, tmp_path / "cache", survey_images=20, lossless_test=True)
+    with tarfile.open(out) as tar:
+        names = [m.name for m in tar if m.isfile()]
+    assert {n.rsplit(".", 1)[1] for n in names if "/test/" in n} == {"png"}
+    assert {n.rsplit(".", 1)[1] for n in names if "/train/" in n} == {"jpg"}
+    assert result["lossless_test"] and "the test set as PNG (lossless)" in result["format"]
+    assert set(result["psnr_db"]) == {"train"} and result["psnr_db"]["train"] > 25  # in order (misordered: ~10 dB)
+    # the same test pixels, so the network scores the same on both test sets
+    assert result["network"]["test_accuracy_copy"] == result["network"]["test_accuracy_png"]
+    assert result["network"]["points"] == 0.0
