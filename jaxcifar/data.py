@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxcifar.errors import UsageError
 from jaxcifar.records import atomic_open
 
 CLASS_NAMES = (
@@ -168,6 +169,9 @@ def load_cifar10(
     """
     data = resolve_source(data)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    for flag, folder in (("--cache-dir", cache_dir), ("--data-dir", data_dir)):
+        if folder is not None and Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+            raise UsageError(f"{flag} {folder}: a file, not a folder. Give a folder (it is made if missing).")
     name = os.fspath(data)
     if name == "synthetic":
         full = synthetic(seed=seed)
@@ -466,10 +470,13 @@ def _open_tar(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, "r:*")
     except (tarfile.ReadError, EOFError, zlib.error, OSError) as e:
-        raise ValueError(
-            f"{path} is not a readable .tar.gz, .tgz or .zip archive ({e}): it may be truncated "
-            "or corrupt. Download or create it again."
-        ) from e
+        # tarfile's message lists every compression it tried, a line each: one line says it here
+        what = (
+            "a zip file with no zip directory"
+            if path.suffix.lower() == ".zip"
+            else ("neither a tar archive (plain, gz, bz2 or xz) nor a zip file")
+        )
+        raise ValueError(f"{path} is {what}: it may be truncated or corrupt. Download or create it again.") from e
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:

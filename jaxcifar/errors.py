@@ -11,14 +11,21 @@ Every command (`python -m jaxcifar.X`, `python -m research.X`) ends with one exi
 
 `entry_point` turns the errors jaxcifar raises for people (ValueError,
 FileNotFoundError, FileExistsError: usage; RuntimeError: failure) into a line
-"error: ..." and that status; an error raised outside jaxcifar's own code (a
-programming error, a library's bug) keeps its traceback.
+"error: ..." and that status, and a full disk anywhere (jaxcifar's files, orbax's
+checkpoints, matplotlib's figures) into one line naming the file, with status 1; an
+error raised outside jaxcifar's own code (a programming error, a library's bug) keeps
+its traceback. JAXCIFAR_DEBUG=1 keeps every traceback, and the libraries' error logs
+that a full disk sets off, for a bug report.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
+import logging
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +33,72 @@ from typing import Any
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 PACKAGE = Path(__file__).resolve().parent
+DEBUG_ENV = "JAXCIFAR_DEBUG"  # "1": tracebacks for every error, for bug reports
+FULL = ("No space left on device", "Disk quota exceeded")  # strerror of ENOSPC, EDQUOT; orbax's messages quote them
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def disk_full(error: BaseException | None) -> str | None:
+    """The file a write failed on where `error`, or an error it came from, is a full disk or quota
+    ("" when none is named); None for any other error."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error.filename or ""
+        text = str(error)
+        if any(f in text for f in FULL):  # orbax/TensorStore: ValueError("RESOURCE_EXHAUSTED: ... Failed writing: "F"")
+            found = re.search(r'Failed writing: "([^"]+)"', text) or re.search(r'local file "([^"]+)"', text)
+            return found.group(1) if found else ""
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def disk_full_message(path: str) -> str:
+    """The one line for a full disk: what was being written, and what to do."""
+    if ".orbax-checkpoint-tmp" in path:  # a checkpoint being written: name the checkpoint, not its shard
+        path = "the checkpoint " + path.split(".orbax-checkpoint-tmp")[0]
+    where = f" while writing {path}" if path else ""
+    return (
+        f"no space left on the device{where}: free some space, then run the same command again "
+        "(a training run: add --resume, it continues from its last checkpoint)"
+    )
+
+
+class _QuietDiskFull(logging.Filter):
+    """Drops the error logs a full disk sets off in orbax's writer threads and asyncio (a page per
+    save, some printed after the command's own line); the command says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        return not any(f in text for f in FULL)
+
+
+_QUIET = _QuietDiskFull()
+
+
+def _quiet_disk_full() -> None:
+    """Installs the filter on the loggers of orbax (absl's) and asyncio, once; it stays for the process's
+    life, since orbax's threads may still log while it exits. TensorStore's callbacks into the event loop
+    of a save that failed print "Event loop is closed" as unraisable errors: those are dropped too."""
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
+    if getattr(sys.unraisablehook, "__name__", "") != "_drop_closed_loop":
+        shown = sys.unraisablehook
+
+        def _drop_closed_loop(unraisable):
+            error = unraisable.exc_value
+            if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+                shown(unraisable)
+
+        sys.unraisablehook = _drop_closed_loop
 
 
 def stop_status(signal_name: str | None) -> int:
@@ -67,6 +140,8 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(main)
     def run(argv=None):
+        if not debugging():
+            _quiet_disk_full()
         try:
             return main(argv)
         except Stopped as e:
@@ -75,7 +150,14 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             print("interrupted (Ctrl-C)", file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED) from None
-        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        except Exception as e:
+            if debugging():
+                raise
+            if (path := disk_full(e)) is not None:
+                print(f"error: {disk_full_message(path)}", file=sys.stderr)
+                raise SystemExit(EXIT_FAILED) from None
+            if not isinstance(e, (ValueError, FileNotFoundError, FileExistsError, RuntimeError)):
+                raise
             if not _raised_by_us(e, own):
                 raise
             print(f"error: {e}", file=sys.stderr)

@@ -274,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"--count must be in 1..100, got {args.count}")
 
     out = Path(args.out or args.run)
+    if args.out:  # before the network is loaded: a file there, or a folder that cannot be written
+        records.check_writable(out)
     try:
         records.refuse_overwrite(
             *(out / f for f in ("gradcam_misclassified.png", "misclassified.png", "gradcam_grid.png")), force=args.force

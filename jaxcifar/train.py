@@ -274,12 +274,19 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
         saved = records.read_json(out / "config.json") if config.resume else {}
         if config.resume:
             with Checkpoints(out, read_only=True) as ckpt:
-                done = None if ckpt.latest_step() is None else ckpt.meta()["epoch"]
+                damaged = {step for step, _ in ckpt.damaged()}
+                intact = [step for step in sorted(ckpt.steps(), reverse=True) if step not in damaged]
+                done = ckpt.meta(intact[0])["epoch"] if intact else None
             restart = done is None
             if restart:
+                why = (
+                    "every checkpoint is damaged"
+                    if damaged
+                    else ("a run stopped before its first was written, or a save was cut short")
+                )
                 say(
-                    f"{out} has no finished checkpoint (a run stopped before its first was written, or a save was "
-                    "cut short): starting it again from its first step, which its seed makes the same."
+                    f"{out} has no intact finished checkpoint ({why}): starting it again from its first step, "
+                    "which its seed makes the same."
                 )
             elif done >= config.epochs:
                 say(f"{out} is complete ({done} of {config.epochs} epochs); nothing to resume, nothing changed.")
@@ -321,6 +328,9 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
             )
 
         with Checkpoints(out) as ckpt:
+            if config.resume and main_process:
+                for line in ckpt.set_aside_damaged():  # moved, not deleted: the newest intact one is resumed
+                    say(line)
             if config.resume and not restart:
                 state, meta = ckpt.restore(abstract_state(state, mesh))
                 position = Position(meta["epoch"], meta["batch"], meta["step"])

@@ -190,6 +190,50 @@ def test_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(
     assert cut_m["epochs"]["seconds"][stopped_at[0]] > meta["epoch_seconds"]
 
 
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_resumes_from_the_newest_intact_one(
+    tmp_path, tiny_run, monkeypatch, capsys
+):
+    full_out, _, full_cfg, ds = tiny_run
+    calls = {"n": 0}
+    real_put = parallel.put_batch
+
+    def put_and_interrupt(arrays, mesh):  # Ctrl-C at epoch 2, batch 5: checkpoints 10 (epoch 1) and 15
+        calls["n"] += len(arrays) == 2
+        if calls["n"] == 15 and len(arrays) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_put(arrays, mesh)
+
+    monkeypatch.setattr(parallel, "put_batch", put_and_interrupt)
+    cut = tmp_path / "cut"
+    first = train.train_and_evaluate(dataclasses.replace(full_cfg, out=str(cut), gradcam=False), ds)
+    monkeypatch.undo()
+    assert first["status"] == "interrupted"
+    assert sorted(read(cut / "checkpoint-files.json"), key=int) == ["10", "15"]  # both recorded once written
+    # The newest checkpoint's largest file loses its last bytes (a disk fault, a copy cut short).
+    damaged = max((p for p in (cut / "checkpoints" / "15").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[:-7])
+    capsys.readouterr()
+    resumed = train.train_and_evaluate(TrainConfig(out=str(cut), resume=True, progress=False), ds)
+    said = capsys.readouterr().out
+    aside = cut / "checkpoints-damaged" / "15"
+    name = damaged.relative_to(cut)
+    assert f"checkpoint 15 is damaged ({name} has changed since it was written): set aside in {aside}" in said
+    assert "Resuming" in said and "at epoch 2, batch 0 (step 10)" in said
+    assert resumed["status"] == "completed"
+    # Nothing was deleted: the damaged checkpoint lies where the message says, as it was found.
+    assert (aside / damaged.relative_to(cut / "checkpoints" / "15")).read_bytes() == whole[:-7]
+    # Epoch 2 trained again from checkpoint 10 ends where the uninterrupted run does.
+    full_state, _ = final_state(full_out, full_cfg)
+    cut_state, _ = final_state(cut, full_cfg)
+    assert int(cut_state.step) == 30 and leaves_equal(full_state.params, cut_state.params)
+    assert read(full_out / "metrics.json")["steps"] == read(cut / "metrics.json")["steps"]
+    assert (
+        read(full_out / "metrics.json")["epochs"]["test_accuracy"]
+        == read(cut / "metrics.json")["epochs"]["test_accuracy"]
+    )
+
+
 def test_a_run_stopped_by_sigterm_saves_exits_143_and_resumes(tmp_path, monkeypatch, capsys):
     # A scheduler's SIGTERM arrives while the 13th batch (epoch 2, batch 3) goes to the device.
     calls = {"n": 0}
@@ -492,7 +536,7 @@ def test_a_run_without_a_finished_checkpoint_starts_again_and_refuses_other_data
         train.train_and_evaluate(resume, other)
     assert (run / "metrics.json").read_bytes() == before  # refused before anything was written
     again = train.train_and_evaluate(resume, ds)
-    assert "has no finished checkpoint" in capsys.readouterr().out
+    assert "has no intact finished checkpoint (a run stopped before its first was written" in capsys.readouterr().out
     # its first step comes from its seed: the run is the same run again
     assert again["final_test_accuracy"] == summary["final_test_accuracy"] and again["epochs_completed"] == 3
     for key in ("train_loss", "test_accuracy", "test_accuracy_tta", "lr"):
