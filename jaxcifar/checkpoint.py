@@ -314,5 +314,11 @@ def load_variables(run: str | Path, config: TrainConfig, which: str = "best") ->
         if step is None:
             hint = " (no epoch was evaluated: the run may have diverged); use --checkpoint latest"
             raise FileNotFoundError(f"{Path(run)} has no {which} checkpoint" + (hint if which == "best" else ""))
+        if damage := dict(ckpt.damaged()).get(step):
+            other = "latest" if which == "best" else "best"
+            raise ValueError(
+                f"the {which} checkpoint of {Path(run)} is damaged ({damage}): use --checkpoint {other}, or "
+                "resume the run (python -m jaxcifar.train --out RUN --resume sets it aside)"
+            )
         state, _ = ckpt.restore(abstract_state(template, parallel.make_mesh(1)), step)
     return {"params": state.params, "batch_stats": state.batch_stats}

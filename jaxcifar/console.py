@@ -95,7 +95,8 @@ class StopRequest:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, then: str = "saving a checkpoint after this step") -> None:
+        self.then = then  # what the first signal does, as said to the person who sent it
         self.requested = False
         self.signal: str | None = None  # the name of the signal that asked to stop: "SIGINT" or "SIGTERM"
         self._previous: dict = {}
@@ -110,7 +111,7 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         self.signal = signal.Signals(signum).name
-        print(f"\n{self.who}: saving a checkpoint after this step ({self.who} again to quit at once).", file=sys.stderr)
+        print(f"\n{self.who}: {self.then} ({self.who} again to quit at once).", file=sys.stderr)
 
     @property
     def who(self) -> str | None:

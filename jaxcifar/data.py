@@ -31,6 +31,7 @@ import pickle
 import shutil
 import socket
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -318,6 +319,15 @@ def download_archive(folder: Path, url: str = ARCHIVE_URL, md5: str | None = ARC
     target = folder / ARCHIVE_NAME
     if target.exists():
         return target
+    try:  # before the network: a folder that cannot take the file is not a download failure
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"cannot write the download to {folder} ({e.strerror or e}): pass --data-dir with a folder you can "
+            "write to, or --data PATH with an archive you have"
+        ) from e
     print(f"Downloading CIFAR-10 from {url} to {target} (170 MB, once) ...", flush=True)
     try:
         with atomic_open(target) as out, urllib.request.urlopen(url, timeout=60) as response:
@@ -411,6 +421,11 @@ def _read_image_tree(path: Path) -> CIFAR10:
     for split in ("train", "test"):
         classes = {c for s, c in seen_dirs if s == split}
         if missing := [c for c in CLASS_NAMES if c not in classes]:
+            if empty := [c for c in missing if [split, c] in (f.split("/")[-2:] for f in _folders(path))]:
+                raise ValueError(
+                    f"{path}: the {split} split's class folder {empty[0]} holds no images (*.png, *.jpg); "
+                    "every class needs its images."
+                )
             raise ValueError(
                 f"{path}: the {split} split has no class folder for {missing}; expected one "
                 f"folder per class: {', '.join(CLASS_NAMES)}."
@@ -443,6 +458,17 @@ def _decode(blob: bytes, where: str) -> np.ndarray:
             "Resize it or remove it from the folder."
         )
     return array
+
+
+def _folders(path: Path) -> list[str]:
+    """The relative paths of the folders in a folder, tar or zip (an empty folder holds no file to find)."""
+    if path.is_dir():
+        return [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_dir()]
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return [info.filename.rstrip("/") for info in z.infolist() if info.is_dir()]
+    with _open_tar(path) as tar:
+        return [member.name.rstrip("/") for member in tar if member.isdir()]
 
 
 def _walk_files(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:

@@ -273,7 +273,7 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     bar = Progress(config.progress, n, "LR range test")
     t0 = time.perf_counter()
     epoch = 0
-    with StopRequest() as request:
+    with StopRequest("stopping the sweep after this step; what it swept is written") as request:
         while len(metrics) < n and stopped_at is None and not request.requested:
             batches = loader.epoch(epoch)
             try:

@@ -199,6 +199,23 @@ def test_image_tree_missing_class_folder(tmp_path):
         load_cifar10(tmp_path / "t", cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.parametrize("container", ["folder", "tar.gz"])
+def test_image_tree_empty_class_folder_is_named_as_empty_not_missing(tmp_path, container):
+    write_image_tree(tmp_path / "t")
+    for f in (tmp_path / "t" / "train" / "cat").iterdir():
+        f.unlink()
+    source = tmp_path / "t"
+    if container == "tar.gz":
+        source = tmp_path / "t.tar.gz"
+        with tarfile.open(source, "w:gz") as tar:
+            tar.add(tmp_path / "t", arcname="t")
+    with pytest.raises(ValueError) as exc:
+        load_cifar10(source, cache_dir=tmp_path / "cache")
+    assert str(exc.value) == (
+        f"{source}: the train split's class folder cat holds no images (*.png, *.jpg); every class needs its images."
+    )
+
+
 def test_image_tree_foreign_class_folder(tmp_path):
     write_image_tree(tmp_path / "t")
     (tmp_path / "t" / "train" / "unicorn").mkdir()

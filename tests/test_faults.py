@@ -78,3 +78,44 @@ def test_a_disk_that_fills_while_drawing_grad_cam_is_one_line_and_leaves_no_half
         (line,) = done.stderr.splitlines()
         assert line.startswith(f"error: no space left on the device while writing {figures}/") and line.endswith(ADVICE)
         assert list(figures.iterdir()) == []  # no half-written figure, no temporary file
+
+
+def test_a_read_only_data_dir_is_named_before_any_download(tmp_path):
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        done = command("jaxcifar.train", "--data", "download", "--data-dir", str(disk), "--out", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"error: cannot write the download to {disk} (Read-only file system): pass --data-dir with a folder you can "
+        "write to, or --data PATH with an archive you have"
+    ]
+    assert "Downloading" not in done.stdout and not (tmp_path / "r").exists()
+
+
+def test_grad_cam_into_a_read_only_folder_is_one_line_before_any_work(tmp_path, tiny_run):
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        done = command("jaxcifar.gradcam", "--run", str(tiny_run[0]), "--out", str(disk))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"error: --out {disk}: cannot write in {disk} (Read-only file system). Choose a folder you can write to."
+    ]
+
+
+def test_grad_cam_of_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, tiny_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)  # the shared run stays whole
+    best = json.loads((run / "summary.json").read_text())["best_epoch"] * 10  # 10 steps an epoch
+    damaged = max(
+        (p for p in (run / "checkpoints" / str(best)).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+    )
+    damaged.write_bytes(damaged.read_bytes()[:-5])
+    done = command("jaxcifar.gradcam", "--run", str(run), "--out", str(tmp_path / "figures"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    name = damaged.relative_to(run)
+    assert done.stderr.splitlines() == [
+        f"error: the best checkpoint of {run} is damaged ({name} has changed since it was written): use "
+        "--checkpoint latest, or resume the run (python -m jaxcifar.train --out RUN --resume sets it aside)"
+    ]

@@ -215,6 +215,8 @@ def test_a_stopped_sweep_keeps_what_it_swept_and_exits(tmp_path, monkeypatch, ca
     assert saved["stopped"] == f"stopped by {who} after 12 of 40 iterations, at LR {lr_12:.4g}"
     assert (tmp_path / "lr_range.png").exists()
     err = capsys.readouterr().err
+    assert f"{who}: stopping the sweep after this step; what it swept is written ({who} again" in err
+    assert "checkpoint" not in err  # the sweep keeps none
     assert f"LR range test stopped by {who} after 12 of 40 iterations" in err
     assert f"what it swept is in {tmp_path / 'lr_range.json'}" in err and "pass --lr-max and --lr-min" in err
 
