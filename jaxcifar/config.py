@@ -30,6 +30,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from jaxcifar import __version__  # the package's attribute, set before any of its modules
 from jaxcifar.augment import AUGMENTERS, CUTOUT_PLACEMENTS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
@@ -494,6 +495,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
         )
 
 
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """--version: the installed jaxcifar's version (pyproject.toml's, from the package metadata)."""
+    parser.add_argument("--version", action="version", version=f"jaxcifar {__version__}", help="print it and exit")
+
+
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig settings given on the command line (flags left out are absent)."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -516,6 +522,7 @@ def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Trai
 def parser(prog: str, description: str, *, lr_range_only: bool = False) -> argparse.ArgumentParser:
     """The command line of the training (or, with lr_range_only, the LR range test) command."""
     made = argparse.ArgumentParser(prog=prog, description=description)
+    add_version(made)
     add_arguments(made, lr_range_only=lr_range_only)
     return made
 

@@ -1,6 +1,8 @@
 """Grad-CAM with jax.grad, and the figures of misclassified test images.
 
-    python -m jaxcifar.gradcam --run runs/NAME        # 25 misclassified test images
+    python -m jaxcifar.gradcam --run runs/NAME                     # 25 misclassified test images
+    python -m jaxcifar.gradcam --run runs/NAME --image photo.jpg   # your own image, its predicted class
+    python -m jaxcifar.gradcam --run runs/NAME --image a.png --class cat   # ... or the class named
 
 Grad-CAM (Selvaraju et al., 2017, arXiv:1610.02391): for a target class c and
 a layer's activations A (H x W x K), the channel weights are the spatial means
@@ -27,16 +29,17 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 
-from jaxcifar import checkpoint as checkpoint_lib
+from jaxcifar import config as config_lib
 from jaxcifar import plots, records, startup
 from jaxcifar.augment import AugmentConfig, denormalize, normalize
-from jaxcifar.config import TrainConfig
-from jaxcifar.data import CIFAR10
-from jaxcifar.errors import entry_point
+from jaxcifar.data import CIFAR10, CLASS_NAMES
+from jaxcifar.errors import UsageError, entry_point
 from jaxcifar.loader import load_data
 from jaxcifar.model import GRADCAM_LAYERS, LAYER_TITLES, ResNet9
+from jaxcifar.predict import load_run, predict, read_image, to_cifar_size
 
 CHUNK = 256  # images per Grad-CAM call: bounds memory on any device
 
@@ -183,13 +186,9 @@ def run_on(
       {"indices", "predicted", "labels", "paths"} of what was drawn.
     """
     run = Path(run)
-    if not (run / "config.json").exists():
-        raise FileNotFoundError(f"{run / 'config.json'} not found: --run must be a folder written by jaxcifar.train")
-    saved = records.read_json(run / "config.json")
-    config = TrainConfig.from_json(saved["config"])
     # float32 compute whatever the run used: Grad-CAM maps are small differences of large numbers.
-    model = ResNet9(width=config.width, dtype=jnp.float32, logit_scale=config.logit_scale)
-    variables = checkpoint_lib.load_variables(run, config, checkpoint)
+    model, variables, config, _ = load_run(run, checkpoint)
+    saved = records.read_json(run / "config.json")
     if ds is None:
         ds = load_data(dataclasses.replace(config, data=data or config.data))
     predicted = predict_classes(model, variables, ds.test_images)
@@ -235,6 +234,64 @@ def run_on(
     }
 
 
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """uint8[H, W, 3]: a Grad-CAM map (float[H, W] in [0, 1]) in matplotlib's jet over an image (uint8[H, W, 3]),
+    `alpha` of the colour from the map; to show in a notebook (`plt.imshow`) or save."""
+    colour = matplotlib.colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3]
+    mixed = (1 - alpha) * np.asarray(image, np.float64) / 255 + alpha * colour
+    return np.round(255 * mixed).astype(np.uint8)
+
+
+def run_on_images(
+    run: str | Path,
+    paths: Sequence[str | Path],
+    *,
+    out: str | Path | None = None,
+    checkpoint: str = "best",
+    target: str | None = None,
+) -> dict:
+    """Grad-CAM of your own image files, for the predicted class or the class named `target`.
+
+    Each image (any size; grey or RGBA converted) is resized to 32x32 as `jaxcifar.predict`
+    does; the figure gradcam_<file name>.png in `out` (default: the run folder) shows it and
+    each layer's map over it.
+
+    Returns:
+      {"images", "predicted", "probabilities", "target", "paths"}.
+    """
+    if target is not None and target not in CLASS_NAMES:
+        raise UsageError(f"--class {target}: not a CIFAR-10 class; one of {', '.join(CLASS_NAMES)}")
+    images = np.stack([to_cifar_size(read_image(p)) for p in paths])  # every file checked before the network
+    model, variables, config, _ = load_run(run, checkpoint)
+    probabilities = predict(model, variables, images)
+    predicted = probabilities.argmax(-1)
+    targets = predicted if target is None else np.full(len(images), CLASS_NAMES.index(target))
+    result = gradcam(model, variables, normalize(images), targets)
+    out = Path(out) if out else Path(run)
+    written = []
+    for i, path in enumerate(paths):
+        name = CLASS_NAMES[targets[i]]
+        seen = f"{CLASS_NAMES[predicted[i]]} {100 * probabilities[i, predicted[i]]:.0f}%"
+        figure = out / f"gradcam_{Path(path).stem}.png"
+        plots.gradcam_grid(
+            images[i : i + 1] / 255.0,
+            {layer: maps[i : i + 1] for layer, maps in result.maps.items()},
+            [f"{Path(path).name}: {seen}"],
+            [LAYER_TITLES[n] for n in GRADCAM_LAYERS],
+            figure,
+            title=f"Grad-CAM of the class {name} ({checkpoint} checkpoint of {Path(run).name})",
+        )
+        written.append(str(figure))
+    print(f"Grad-CAM: wrote {', '.join(written)}")
+    return {
+        "images": [str(p) for p in paths],
+        "predicted": [CLASS_NAMES[c] for c in predicted],
+        "probabilities": probabilities.tolist(),
+        "target": [CLASS_NAMES[c] for c in targets],
+        "paths": written,
+    }
+
+
 @entry_point
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.gradcam --run runs/NAME`: Grad-CAM of misclassified test images."""
@@ -243,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         prog="python -m jaxcifar.gradcam",
         description="Draw Grad-CAM heat maps of misclassified test images for a finished training run.",
     )
+    config_lib.add_version(parser)
     parser.add_argument("--run", required=True, help="a run folder written by python -m jaxcifar.train (required)")
     parser.add_argument("--out", help="folder for the figures (default: the run folder)")
     parser.add_argument(
@@ -268,20 +326,37 @@ def main(argv: Sequence[str] | None = None) -> dict:
         default="layer1_out",
         help="the layer of the compact 5x5 figure gradcam_grid.png (default: layer1_out)",
     )
+    parser.add_argument(
+        "--image",
+        nargs="+",
+        type=Path,
+        help="your own image files instead of the test set (any size; default: the misclassified test images)",
+    )
+    parser.add_argument(
+        "--class",
+        dest="target_class",
+        choices=CLASS_NAMES,
+        help="with --image: the class the maps explain (default: the predicted one)",
+    )
     parser.add_argument("--force", action="store_true", help="replace the figures where they exist (default: off)")
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 100:
         parser.error(f"--count must be in 1..100, got {args.count}")
+    if args.target_class and not args.image:
+        parser.error("--class applies to --image; for the test set, --target predicted|true")
 
     out = Path(args.out or args.run)
     if args.out:  # before the network is loaded: a file there, or a folder that cannot be written
         records.check_writable(out)
+    names = [f"gradcam_{p.stem}.png" for p in args.image] if args.image else [
+        "gradcam_misclassified.png", "misclassified.png", "gradcam_grid.png"
+    ]  # fmt: skip
     try:
-        records.refuse_overwrite(
-            *(out / f for f in ("gradcam_misclassified.png", "misclassified.png", "gradcam_grid.png")), force=args.force
-        )
+        records.refuse_overwrite(*(out / f for f in names), force=args.force)
     except FileExistsError as e:
         parser.error(str(e))
+    if args.image:
+        return run_on_images(args.run, args.image, out=args.out, checkpoint=args.checkpoint, target=args.target_class)
     return run_on(
         args.run,
         out=args.out,

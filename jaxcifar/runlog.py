@@ -8,7 +8,9 @@ the driver prints per epoch.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from jaxcifar.checkpoint import Position
 from jaxcifar.config import TrainConfig
 
 STEP_KEYS = ("lr", "loss", "accuracy")
+CSV = "metrics.csv"  # beside metrics.json: its per-epoch table
 
 
 @dataclasses.dataclass
@@ -91,7 +94,15 @@ class RunLog:
         return row
 
     def write(self, path: Path) -> None:
+        """metrics.json at `path`, and beside it metrics.csv: a row per finished epoch, metrics.json's epoch
+        columns after the epoch's number (from 1), for spreadsheets and pandas."""
         records.write_json(path, {"epochs": self.history, "steps": self.steps, "steps_per_epoch": self.steps_per_epoch})
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\n")
+        writer.writerow(["epoch", *self.history])
+        writer.writerows([k + 1, *row] for k, row in enumerate(zip(*self.history.values())))
+        with records.atomic_open(path.with_name(CSV), "w") as f:
+            f.write(table.getvalue())
 
     def summary(self, config: TrainConfig, status: str, message: str, extra: dict) -> dict:
         h = self.history
@@ -118,6 +129,7 @@ class RunLog:
             ),
             "lr_min": config.lr_min,
             "lr_max": config.lr_max,
+            "seed": config.seed,
             "train_seconds": train_seconds,
             "eval_seconds": float(np.sum(h["eval_seconds"])),
             "images_per_second": images / train_seconds if train_seconds else None,

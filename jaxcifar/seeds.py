@@ -106,6 +106,7 @@ def main(argv=None) -> dict:
         default=None,
         help="seconds: start no further seed once the last one's time would pass this (default: no limit)",
     )
+    config_lib.add_version(parser)
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.seeds < 1:

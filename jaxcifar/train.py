@@ -12,9 +12,11 @@ LR pair is `jaxcifar.lr_range.resolve`'s. The settings are settled once (`settle
 Run folder (`--out`, default runs/<timestamp>):
   config.json     the settings (LRs and data source as used), with command, versions and hardware
   metrics.json    per epoch: train/test loss and accuracy, LR, seconds; per step: LR, loss, accuracy
+  metrics.csv     metrics.json's per-epoch table, a row per epoch (spreadsheets, pandas)
   summary.json    final and best accuracies, times, images/s, status
   checkpoints/    orbax checkpoints: the latest (resumable) and the best by test accuracy
-  accuracy.png, loss_accuracy.png, one_cycle.png (the LR actually used, per step)
+  accuracy.png, loss_accuracy.png, one_cycle.png (the LR actually used, per step): redrawn while the run
+                  trains (after an epoch, at most every 30 s) and at its end
   lr_range.json, lr_range.png       the LR range test that chose LR_MAX (run or reused)
   gradcam_misclassified.png, misclassified.png   Grad-CAM of 25 misclassified test images
   .lock           the lock a run holds on its folder while it runs (the last one's process ID)
@@ -251,8 +253,38 @@ def settle(config: TrainConfig, given: Iterable[str] | None = None) -> TrainConf
     )
 
 
-def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: Iterable[str] | None = None) -> dict:
-    """Trains and evaluates as `config` says; returns the summary (also in summary.json).
+FIGURES_EVERY_S = 30.0  # while a run trains, its figures are redrawn after an epoch at most this often
+
+
+def draw_figures(config: TrainConfig, ds: CIFAR10, log: RunLog, out: Path) -> None:
+    """accuracy.png, loss_accuracy.png and one_cycle.png of the epochs done (each written atomically)."""
+    tag = plots.run_tag(
+        config.width, len(ds.train_labels), config.batch_size, jax.devices()[0].device_kind, config.epochs
+    )
+    plots.run_figures(out, log.history, log.steps["lr"], log.steps_per_epoch, tag)
+
+
+class RunResult(dict):
+    """What `train_and_evaluate` returns: the run's summary (summary.json's fields) with the trained state.
+
+    `result["final_test_accuracy"]` and the other fields as in summary.json; `result.state`
+    is the TrainState after the last step trained (None for a run found complete, which
+    trained nothing: `jaxcifar.load_run` reads its network), and `result.variables` its
+    {"params", "batch_stats"}, which `model.apply` and `jaxcifar.predict.predict` take.
+    """
+
+    def __init__(self, summary: dict, state: TrainState | None) -> None:
+        super().__init__(summary)
+        self.state = state
+
+    @property
+    def variables(self) -> dict | None:
+        return None if self.state is None else {"params": self.state.params, "batch_stats": self.state.batch_stats}
+
+
+def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: Iterable[str] | None = None) -> RunResult:
+    """Trains and evaluates as `config` says; returns the summary (also in summary.json) with the trained
+    state (`RunResult`: `result["final_test_accuracy"]`, `result.state`, `result.variables`).
 
     Args:
       config: the run's settings.
@@ -290,7 +322,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
                 )
             elif done >= config.epochs:
                 say(f"{out} is complete ({done} of {config.epochs} epochs); nothing to resume, nothing changed.")
-                return records.read_json(out / "summary.json")
+                return RunResult(records.read_json(out / "summary.json"), None)
         if ds is None:
             say(f"Loading CIFAR-10 ({resolve_source(config.data)}) ...", flush=True)
             try:
@@ -346,15 +378,12 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
                 if main_process:  # and the log it resumes with, should the run stop while compiling
                     log.write(out / "metrics.json")
             run = Run(config, ds, out, mesh, schedule, train_loader, ckpt, log)
-            summary = _train(run, state, position, carried)
-        summary = {**summary, "lr": lr_info, "data_source": ds.source, **env}
+            trained = _train(run, state, position, carried)
+        summary = {**trained, "lr": lr_info, "data_source": ds.source, **env}
         if main_process:
             records.write_json(out / "summary.json", summary)
             if log.epochs_done:
-                tag = plots.run_tag(
-                    config.width, len(ds.train_labels), config.batch_size, env["device_kind"], config.epochs
-                )
-                plots.run_figures(out, log.history, log.steps["lr"], steps_per_epoch, tag)
+                draw_figures(config, ds, log, out)
             if summary["status"] == "completed" and config.gradcam:
                 # A seeded random 25 rather than the first 25: image-folder test sets
                 # are sorted by class, and the first 25 mistakes would all be airplanes.
@@ -366,7 +395,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
             )
         else:
             say(summary["message"], file=sys.stderr)
-        return summary
+        return RunResult(summary, trained.state)
 
 
 def check_same_data(out: Path, saved: dict | None, fingerprint: dict) -> None:
@@ -417,7 +446,7 @@ class Run:
     log: RunLog
 
 
-def _train(run: Run, state: TrainState, position: Position, carried: float) -> dict:
+def _train(run: Run, state: TrainState, position: Position, carried: float) -> RunResult:
     """The epoch loop from `position`; returns the summary without provenance.
 
     `carried`: seconds spent on `position`'s epoch by earlier sessions of the run.
@@ -446,6 +475,7 @@ def _train(run: Run, state: TrainState, position: Position, carried: float) -> d
         ckpt.save(state, position_, test_accuracy, epoch_seconds=epoch_seconds)
 
     status, message = "completed", ""
+    drawn = time.perf_counter()  # when the figures were last drawn: none in the first FIGURES_EVERY_S
     with StopRequest() as stop:
         try:
             for epoch in range(position.epoch, config.epochs):
@@ -476,6 +506,11 @@ def _train(run: Run, state: TrainState, position: Position, carried: float) -> d
                     save(epoch + 1, 0, test["accuracy"])
                 elif main_process:
                     log.write(out / "metrics.json")
+                # A long run can be watched: its figures after an epoch, at most every FIGURES_EVERY_S (a
+                # redraw takes about a second: every epoch would slow a GPU run's 24 epochs noticeably).
+                if main_process and not last and time.perf_counter() - drawn >= FIGURES_EVERY_S:
+                    draw_figures(config, ds, log, out)
+                    drawn = time.perf_counter()
         except Diverged as e:
             status = "diverged"
             message = (
@@ -490,7 +525,7 @@ def _train(run: Run, state: TrainState, position: Position, carried: float) -> d
     extra = {"compile_seconds": steps.compile_seconds, "conv": config.conv, "batch_norm": config.batch_norm}
     if status == "interrupted":
         extra["stopped_by"] = stop.signal or "SIGINT"  # None: Python's own Ctrl-C, outside the main thread
-    return log.summary(config, status, message, extra)
+    return RunResult(log.summary(config, status, message, extra), state)
 
 
 @entry_point

@@ -32,3 +32,24 @@ def test_epochs_are_means_of_their_steps_and_a_read_log_is_cut_to_the_checkpoint
     back = RunLog.read(tmp_path / "metrics.json", Position(1, 1, 3), tta=False)
     assert back.epochs_done == 1 and back.steps["lr"] == [0.1, 0.2, 0.3]
     assert back.history["test_accuracy"] == [0.25]
+
+
+def test_metrics_csv_holds_a_row_per_epoch_with_metrics_jsons_columns(tmp_path):
+    import csv
+
+    log = RunLog(steps_per_epoch=1, tta=True)
+    for epoch, accuracy in enumerate((0.5, 0.625)):
+        log.add_steps([{"lr": 0.1 * (epoch + 1), "loss": 1.0 / (epoch + 1), "accuracy": accuracy}])
+        test = {"loss": 0.75, "accuracy": accuracy, "tta_loss": 0.5, "tta_accuracy": accuracy + 0.125}
+        log.end_epoch(epoch, test, seconds=2.0, eval_seconds=0.5, images_per_second=10.0)
+    log.write(tmp_path / "metrics.json")
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", *log.history]  # the same columns, in the same order
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and [float(r["test_accuracy"]) for r in rows] == [0.5, 0.625]
+    assert [float(r["test_accuracy_tta"]) for r in rows] == [0.625, 0.75] and float(rows[1]["lr"]) == 0.2
+    # a resumed run cut back to epoch 1 writes one row again
+    RunLog.read(tmp_path / "metrics.json", Position(1, 0, 1), tta=True).write(tmp_path / "metrics.json")
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+    assert log.summary(TrainConfig(seed=7, lr_max=0.2, lr_min=0.02), "completed", "", {})["seed"] == 7

@@ -91,7 +91,7 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 def test_the_layers_point_one_way():
     graph = local_graph()
     product = {m for m in graph if not m.startswith("research.")}
-    assert len(product) == 21 and not {d for m in product for d in graph[m]} - product  # research is never imported
+    assert len(product) == 22 and not {d for m in product for d in graph[m]} - product  # research is never imported
     # The driver is imported by nothing in the package but the seeds command (and by the studies).
     assert {m for m, deps in graph.items() if "train" in deps} == {
         "seeds",
@@ -102,13 +102,14 @@ def test_the_layers_point_one_way():
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
     assert graph["model"] == {"kernels"} and graph["kernels"] == set()  # the network and its layers: Flax only
     assert graph["schedule"] <= {"plots", "records", "errors"}
-    assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["gradcam"]
+    assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["predict"]
+    assert "predict" in graph["gradcam"] and not {"train", "steps", "gradcam"} & graph["predict"]  # loads, no training
     for numpy_only in ("data", "augment", "loader"):
         assert not {"steps", "train", "checkpoint", "model"} & graph[numpy_only], numpy_only
 
 
 def commands():
-    from jaxcifar import augment, gradcam, lr_range, model, schedule, seeds, train
+    from jaxcifar import augment, gradcam, lr_range, model, predict, schedule, seeds, train
     from research import (
         benchmark,
         benchmark_augment,
@@ -127,7 +128,7 @@ def commands():
     )
 
     return [
-        *(train, lr_range, gradcam, schedule, augment, model, seeds),
+        *(train, lr_range, gradcam, predict, schedule, augment, model, seeds),
         *(benchmark, benchmark_augment, carry_copy, collect_run, config_walk, conv_layers),
         *(cpu24_runs, cpu_variants, ctrl_c_latency, device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
     ]  # and research.torch_reference, which needs torch: test_bench reads its flags where torch is
@@ -158,7 +159,7 @@ def test_every_flag_of_every_command_says_what_it_does_and_its_default(monkeypat
         parser = parser_of(module.main, monkeypatch)
         assert parser.description and not parser.description.startswith(module.__name__), module.__name__
         for action in parser._actions:
-            if action.dest == "help" or action.help == argparse.SUPPRESS:  # help and hidden internals
+            if action.dest in ("help", "version") or action.help == argparse.SUPPRESS:  # help, version, internals
                 continue
             text = action.help or ""
             documented = "default" in text or "required" in text or action.required or not action.option_strings

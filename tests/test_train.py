@@ -551,3 +551,22 @@ def test_a_resumed_run_whose_data_moved_says_to_pass_the_new_path(tiny_run, tmp_
     records.write_json(run / "config.json", saved)
     code, err = cli_error(capsys, "--out", str(run), "--resume")
     assert code == 2 and "--resume: the run's data is not there" in err and "pass --data NEW_PATH" in err
+
+
+@pytest.mark.parametrize("every, drawn_after", [(0.0, [1, 2, 3]), (3600.0, [3])])
+def test_the_figures_are_redrawn_while_a_run_trains_at_most_every_so_often(tmp_path, monkeypatch, every, drawn_after):
+    from jaxcifar import plots
+
+    calls = []
+    real = plots.run_figures
+
+    def record(out, history, lrs, steps_per_epoch, tag):
+        calls.append(len(history["test_accuracy"]))
+        assert (out / "metrics.csv").exists()  # the figures come from what is already on disk
+        return real(out, history, lrs, steps_per_epoch, tag)
+
+    monkeypatch.setattr(plots, "run_figures", record)
+    monkeypatch.setattr(train, "FIGURES_EVERY_S", every)
+    train.train_and_evaluate(tiny_config(tmp_path, epochs=3))
+    assert calls == drawn_after  # after epochs 1 and 2 while training (every 0 s), and at the end
+    assert (tmp_path / "run" / "accuracy.png").exists()
