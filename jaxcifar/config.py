@@ -28,9 +28,10 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from jaxcifar import __version__  # the package's attribute, set before any of its modules
+from jaxcifar import __version__, records  # __version__: the package's attribute, set before its modules
 from jaxcifar.augment import AUGMENTERS, CUTOUT_PLACEMENTS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
@@ -263,6 +264,15 @@ class TrainConfig:
         + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g}; flags given beside it win",
     )
     overrides: tuple[str, ...] = setting((), None)  # preset settings this config changes (given beside the preset)
+    from_config: str | None = setting(
+        None,
+        "run",
+        "repeat a run: start a new one with the settings of its config.json (RUN/config.json), the flags given "
+        "beside it winning; devices, threads and --out are this run's own",
+        aliases=("--config",),
+        shown="none",
+    )
+    changed: tuple[str, ...] = setting((), None)  # with from_config: the settings given over that run's
     # Devices and processes
     devices: int | None = setting(
         None, "devices and processes", "use the first N devices", shown="all; the batch is split over them"
@@ -283,6 +293,7 @@ class TrainConfig:
             if getattr(self, name) == "auto":
                 object.__setattr__(self, name, None)
         object.__setattr__(self, "overrides", tuple(self.overrides))
+        object.__setattr__(self, "changed", tuple(self.changed))
         self._check_numbers()
         self._check_choices()
         self._check_presets()
@@ -402,7 +413,7 @@ class TrainConfig:
         return self.workers or min(4, os.cpu_count() or 1)
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "overrides": list(self.overrides)}
+        return {**dataclasses.asdict(self), "overrides": list(self.overrides), "changed": list(self.changed)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
@@ -513,10 +524,39 @@ def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Trai
     """
     given = given_settings(args)
     try:
+        if given.get("from_config"):
+            return repeated(given.pop("from_config"), given)
         return TrainConfig.create(**given)
     except ValueError as e:
         parser.error(str(e))
         raise  # unreachable: parser.error exits
+
+
+# What a repeated run takes from this machine and this command, not from the run it repeats.
+NOT_REPEATED = (*MACHINE, "out", "resume", "overrides", "from_config", "changed")
+
+
+def repeated(path: str | os.PathLike, given: dict[str, Any]) -> TrainConfig:
+    """A new run's config from a run's config.json: its settings, `given` over them (and over its presets).
+
+    The LR pair is the numbers the run trained with (give --lr-max auto for a new sweep); the
+    machine's settings (devices, threads, progress) and --out are this run's. The config
+    records the file (`from_config`) and the settings given over it (`changed`).
+
+    Raises:
+      FileNotFoundError: no such file. ValueError: not a jaxcifar config.json.
+    """
+    path = Path(path)
+    if not path.is_file():
+        where = " (give RUN/config.json, the file)" if path.is_dir() else ""
+        raise FileNotFoundError(f"--config {path}: no such file{where}")
+    try:
+        saved = TrainConfig.from_json(records.read_json(path)["config"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"--config {path}: not the config.json of a jaxcifar run (no {e})") from None
+    settings = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in NOT_REPEATED}
+    settings.update(given)
+    return TrainConfig.create(**settings, from_config=str(path), changed=tuple(sorted(given)))
 
 
 def parser(prog: str, description: str, *, lr_range_only: bool = False) -> argparse.ArgumentParser:
@@ -538,7 +578,7 @@ def to_argv(config: TrainConfig) -> list[str]:
     argv = (["--recipe", config.recipe] if config.recipe != "original" else []) + (["--quick"] if config.quick else [])
     for f in dataclasses.fields(TrainConfig):
         value = getattr(config, f.name)
-        if f.name in ("recipe", "quick", "overrides") or value == getattr(base, f.name):
+        if f.name in ("recipe", "quick", "overrides", "changed") or value == getattr(base, f.name):
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):

@@ -256,11 +256,8 @@ def settle(config: TrainConfig, given: Iterable[str] | None = None) -> TrainConf
 FIGURES_EVERY_S = 30.0  # while a run trains, its figures are redrawn after an epoch at most this often
 
 
-def draw_figures(config: TrainConfig, ds: CIFAR10, log: RunLog, out: Path) -> None:
+def draw_figures(out: Path, log: RunLog, tag: str) -> None:
     """accuracy.png, loss_accuracy.png and one_cycle.png of the epochs done (each written atomically)."""
-    tag = plots.run_tag(
-        config.width, len(ds.train_labels), config.batch_size, jax.devices()[0].device_kind, config.epochs
-    )
     plots.run_figures(out, log.history, log.steps["lr"], log.steps_per_epoch, tag)
 
 
@@ -377,13 +374,16 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
                 ckpt.save(state, position)  # a last good checkpoint exists from the start
                 if main_process:  # and the log it resumes with, should the run stop while compiling
                     log.write(out / "metrics.json")
-            run = Run(config, ds, out, mesh, schedule, train_loader, ckpt, log)
+            tag = plots.run_tag(
+                config.width, len(ds.train_labels), config.batch_size, env["device_kind"], config.epochs
+            )
+            run = Run(config, ds, out, mesh, schedule, train_loader, ckpt, log, tag)
             trained = _train(run, state, position, carried)
         summary = {**trained, "lr": lr_info, "data_source": ds.source, **env}
         if main_process:
             records.write_json(out / "summary.json", summary)
             if log.epochs_done:
-                draw_figures(config, ds, log, out)
+                draw_figures(out, log, run.tag)
             if summary["status"] == "completed" and config.gradcam:
                 # A seeded random 25 rather than the first 25: image-folder test sets
                 # are sorted by class, and the first 25 mistakes would all be airplanes.
@@ -444,6 +444,7 @@ class Run:
     train_loader: BatchLoader
     ckpt: Checkpoints
     log: RunLog
+    tag: str  # the figures' line: width, images, batch, device, epochs
 
 
 def _train(run: Run, state: TrainState, position: Position, carried: float) -> RunResult:
@@ -509,7 +510,7 @@ def _train(run: Run, state: TrainState, position: Position, carried: float) -> R
                 # A long run can be watched: its figures after an epoch, at most every FIGURES_EVERY_S (a
                 # redraw takes about a second: every epoch would slow a GPU run's 24 epochs noticeably).
                 if main_process and not last and time.perf_counter() - drawn >= FIGURES_EVERY_S:
-                    draw_figures(config, ds, log, out)
+                    draw_figures(out, log, run.tag)
                     drawn = time.perf_counter()
         except Diverged as e:
             status = "diverged"

@@ -113,7 +113,7 @@ def test_every_field_is_a_flag_of_its_own_name_and_old_names_still_work():
     config_lib.add_arguments(parser)
     flags = {o for a in parser._actions for o in a.option_strings}
     for field in dataclasses.fields(TrainConfig):
-        if field.name != "overrides":
+        if field.name not in ("overrides", "changed"):  # records, not settings
             assert "--" + field.name.replace("_", "-") in flags, field.name
     old = parse("--num-iter", "50", "--div-factor", "20", "--start-lr", "1e-3", "--end-lr", "1", "--rule", "steepest")
     new = parse("--lr-range-iters", "50", "--lr-div", "20", "--lr-range-start", "1e-3", "--lr-range-end", "1",
@@ -206,7 +206,7 @@ def test_every_setting_is_a_flag_that_says_its_fields_help_and_default():
     config_lib.add_arguments(parser)
     actions = {a.dest: a for a in parser._actions}
     flagged = [f for f in dataclasses.fields(TrainConfig) if f.metadata["group"]]
-    assert {f.name for f in dataclasses.fields(TrainConfig)} - {f.name for f in flagged} == {"overrides"}
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {f.name for f in flagged} == {"overrides", "changed"}
     for f in flagged:
         action = actions[f.name]
         assert action.option_strings[0] == "--" + f.name.replace("_", "-")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from tiny import TINY_RUN
 
+from jaxcifar import config as config_lib
 from jaxcifar import data as data_lib
 from jaxcifar import gradcam, parallel, records, train
 from jaxcifar import steps as steps_lib
@@ -570,3 +571,27 @@ def test_the_figures_are_redrawn_while_a_run_trains_at_most_every_so_often(tmp_p
     train.train_and_evaluate(tiny_config(tmp_path, epochs=3))
     assert calls == drawn_after  # after epochs 1 and 2 while training (every 0 s), and at the end
     assert (tmp_path / "run" / "accuracy.png").exists()
+
+
+def test_config_repeats_a_run_with_the_flags_given_beside_it_winning(tmp_path, tiny_run, capsys):
+    run = tiny_run[0]
+    source = run / "config.json"
+    saved = TrainConfig.from_json(read(source)["config"])
+    argv = ["--config", str(source), "--epochs", "2", "--peak-epoch", "1", "--no-gradcam", "--out", str(tmp_path / "b")]
+    again = config_lib.parse([*argv, "--no-progress"], "p", "d")
+    differ = {f.name for f in dataclasses.fields(TrainConfig) if getattr(again, f.name) != getattr(saved, f.name)}
+    assert differ == {"epochs", "gradcam", "out", "from_config", "changed"}  # (the tiny run's peak is at epoch 1 too)
+    assert again.changed == ("epochs", "gradcam", "out", "peak_epoch", "progress")  # every flag given beside it
+    assert again.from_config == str(source) and again.lr_max == saved.lr_max  # the LR pair it trained with
+    summary = train.main([*argv, "--no-progress"])
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 2
+    written = read(tmp_path / "b" / "config.json")
+    assert written["config"]["from_config"] == str(source) and written["config"]["changed"] == list(again.changed)
+    assert written["config"]["width"] == saved.width and written["data"]["sha256"] == read(source)["data"]["sha256"]
+    capsys.readouterr()
+    not_a_config = f"--config {run / 'summary.json'}: not the config.json of a jaxcifar run"
+    for wrong, message in ((run, f"--config {run}: no such file (give RUN/config.json, the file)"),
+                           (run / "summary.json", not_a_config)):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            train.main(["--config", str(wrong), "--out", str(tmp_path / "c")])
+        assert exc.value.code == 2 and message in capsys.readouterr().err and not (tmp_path / "c").exists()
