@@ -145,7 +145,9 @@ class TrainConfig:
     n_test: int | None = setting(None, "data", "test subset size", shown="all 10,000")
     # Model
     width: int = setting(64, "model", "base width: stages of w, 2w, 4w, 8w channels")
-    dtype: str | None = setting(None, "model", "compute type", shown="auto = bfloat16 on GPU/TPU, float32 on CPU")
+    dtype: str | None = setting(
+        None, "model", "compute type", shown="auto = bfloat16 on TPUs and GPUs from Ampere on, else float32"
+    )
     logit_scale: float = setting(1.0, "model", "logit multiplier (cifar10-fast: 0.125)")
     conv: str | None = setting(
         None,

@@ -43,8 +43,8 @@ class Progress:
         self._postfix: dict[str, str] = {}
         if not enabled or jax.process_index() != 0:
             return
-        if _is_terminal(self.stream):
-            from tqdm.auto import tqdm  # here: only terminals draw bars
+        if _is_terminal(self.stream) or in_notebook():
+            from tqdm.auto import tqdm  # here: only terminals and notebooks draw bars (tqdm.auto: a widget there)
 
             self.bar = tqdm(
                 total=total, initial=initial, desc=desc, unit="step", leave=False, dynamic_ncols=True, file=self.stream
@@ -75,6 +75,13 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter/Colab kernel (its output cells draw bars; a pipe to a log does not)."""
+    shell = sys.modules.get("IPython")
+    ipython = getattr(shell, "get_ipython", lambda: None)() if shell else None
+    return ipython is not None and type(ipython).__name__ in ("ZMQInteractiveShell", "Shell")  # Jupyter, Colab
 
 
 def _is_terminal(stream) -> bool:

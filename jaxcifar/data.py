@@ -38,6 +38,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -177,7 +178,7 @@ def load_cifar10(
     if name == "synthetic":
         full = synthetic(seed=seed)
     elif name == "tfds":
-        full = _load_tfds(data_dir)
+        full = _load_tfds(data_dir, cache)
     elif name == "download":
         folder = Path(data_dir).expanduser() if data_dir is not None else cache
         archive = download_archive(folder, url=url, md5=md5)
@@ -541,7 +542,7 @@ def _read_path(path: Path, md5: str | None) -> CIFAR10:
 TFDS_HOST = ("www.cs.toronto.edu", 443)  # where tfds downloads cifar10 from
 
 
-def _load_tfds(data_dir: str | os.PathLike | None) -> CIFAR10:
+def _load_tfds(data_dir: str | os.PathLike | None, cache: Path | None = None) -> CIFAR10:
     """tensorflow-datasets' cifar10 through `tfds.data_source` (no TensorFlow needed).
 
     When cifar10 is not prepared yet and its download host cannot be reached, this
@@ -560,6 +561,17 @@ def _load_tfds(data_dir: str | os.PathLike | None) -> CIFAR10:
             f"--data tfds: cifar10 is not prepared in {root}, and tfds cannot download it: "
             f"{TFDS_HOST[0]} is unreachable ({error}). {OFFLINE_HINT}"
         )
+    prepared = Path(builder.data_dir)  # the prepared copy's folder, which the cache is keyed on
+    if cache is not None and builder.is_prepared() and prepared.is_dir():  # decoded once, like the other sources
+        return _cached(prepared, cache, lambda: _read_tfds(tfds, data_dir, root, existed))
+    full = _read_tfds(tfds, data_dir, root, existed)
+    if cache is not None and prepared.is_dir():  # prepared just now: the next session loads the arrays
+        _cached(prepared, cache, lambda: full)
+    return full
+
+
+def _read_tfds(tfds: Any, data_dir: str | os.PathLike | None, root: Path, existed: set[Path]) -> CIFAR10:
+    """Both splits of tfds's cifar10 through `tfds.data_source`, preparing it first where it is not."""
     arrays = []
     try:
         for split in ("train", "test"):

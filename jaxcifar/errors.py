@@ -20,16 +20,20 @@ that a full disk sets off, for a bug report.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
 import inspect
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from jaxcifar import startup
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 PACKAGE = Path(__file__).resolve().parent
@@ -101,6 +105,18 @@ def _quiet_disk_full() -> None:
         sys.unraisablehook = _drop_closed_loop
 
 
+_EXIT_QUIET: list[bool] = []
+
+
+def _quiet_exit() -> None:
+    """Ctrl-C ignored once the interpreter exits: the command's work is done by then, and a KeyboardInterrupt
+    inside a library's atexit callback (JAX's backend clean-up) prints a traceback and changes nothing.
+    Registered after JAX's, so it runs first (atexit runs the last registered first); once."""
+    if not _EXIT_QUIET:
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+        _EXIT_QUIET.append(True)
+
+
 def stop_status(signal_name: str | None) -> int:
     """The exit status of work stopped by a signal: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)."""
     return EXIT_TERMINATED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
@@ -140,6 +156,8 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(main)
     def run(argv=None):
+        startup.end_startup()  # Ctrl-C is KeyboardInterrupt again, answered below
+        _quiet_exit()
         if not debugging():
             _quiet_disk_full()
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import mmap
 import os
+import signal
 import sys
 from collections.abc import Callable, MutableMapping, Sequence
 from importlib import metadata
@@ -93,3 +94,17 @@ def prepare(module: str, argv: Sequence[str], parser: Callable[[], object]) -> N
     if on_cpu():  # looked up once: it reads every installed distribution's metadata
         _ynnpack_off(os.environ)
         exec_with_huge_pages(module, argv)
+    # Ctrl-C while JAX and the rest import (seconds): one line and 130, not a page of import traceback.
+    # The command's entry point puts Python's own handler back (`end_startup`) before any work starts.
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    print("interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True)
+    os._exit(130)  # from Python code between imports: no lock held, no file open for writing
+
+
+def end_startup() -> None:
+    """Python's own Ctrl-C (KeyboardInterrupt) again, where `prepare` set the start-up one."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -48,10 +48,22 @@ class TrainState(train_state.TrainState):
 # --- model, optimizer, state -----------------------------------------------------
 
 
+def has_fast_bfloat16(device: Any) -> bool:
+    """Whether `device` computes bfloat16 natively: TPUs, NVIDIA GPUs from Ampere (compute capability 8.0)
+    on, AMD GPUs; not CPUs, nor a T4 or V100 (7.5, 7.0: bfloat16 is emulated there, slower than float32)."""
+    if device.platform == "tpu":
+        return True
+    if device.platform != "gpu":
+        return False
+    capability = getattr(device, "compute_capability", None)  # CUDA: "8.0"; ROCm has none
+    return capability is None or int(str(capability).split(".")[0]) >= 8
+
+
 def compute_dtype(name: str | None) -> Any:
-    """The compute type: None is bfloat16 on GPU/TPU, float32 on CPU (bfloat16 gains nothing there)."""
+    """The compute type: None is bfloat16 where the device has it natively (`has_fast_bfloat16`), else
+    float32 (a CPU, a T4)."""
     if name is None:
-        return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+        return jnp.bfloat16 if has_fast_bfloat16(jax.devices()[0]) else jnp.float32
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 

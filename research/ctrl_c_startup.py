@@ -8,7 +8,9 @@ tiny sweep `--tries` times, sends SIGINT after a delay drawn uniformly from 0 to
 `--window` seconds (the import, the data, the compilation and the first iterations lie
 in it), and records each exit status, the last line it printed and where it was. Every
 try must end with 130 (stopped by Ctrl-C) or, when the signal came after the sweep had
-finished, 0; anything else (139: SIGSEGV, 134: SIGABRT, a traceback) is a crash.
+finished, 0. A Ctrl-C in the first hundredths of a second reaches the interpreter while it
+starts, before any code of ours: Python then exits 1, printing "KeyboardInterrupt" (counted
+apart). Anything else (139: SIGSEGV, 134: SIGABRT, a fatal error) is a crash.
 """
 
 from __future__ import annotations
@@ -34,13 +36,24 @@ SWEEP = "--data synthetic --n-train 256 --batch-size 32 --width 4 --lr-range-ite
 CLEAN = (0, 130)  # finished before the signal; stopped by it
 
 
+def _noisy(text: str) -> bool:
+    """Whether a log holds a traceback or an error Python ignored (kept, to see where it came from)."""
+    return "Traceback" in text or "Exception ignored" in text or "KeyboardInterrupt:" in text
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def one_try(delay: float, command: Sequence[str], timeout: float = 120.0) -> dict:
     """Starts `command`, sends SIGINT after `delay` s; the exit status and the last line of its output."""
     out = Path(tempfile.mkdtemp(prefix="jaxcifar-ctrl-c-startup-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}  # a crash prints its stack
     started = time.perf_counter()
+    # Ctrl-C's default action in the child, as in a terminal: a shell starts a background job (`cmd &`)
+    # with SIGINT ignored, which its children inherit, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([*command, "--out", str(out / "sweep")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=_default_sigint)  # fmt: skip
     try:
         try:
             log, _ = proc.communicate(timeout=delay)
@@ -54,14 +67,22 @@ def one_try(delay: float, command: Sequence[str], timeout: float = 120.0) -> dic
     lines = [line for line in (log or "").splitlines() if line.strip()]
     # as a shell reports it: killed by signal N is 128 + N (Python re-raises an uncaught Ctrl-C as SIGINT: 130)
     status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-    crash = status not in CLEAN
+    text = log or ""
+    if status in CLEAN:
+        outcome = "clean"
+    elif status == 1 and lines and lines[-1] == "KeyboardInterrupt" and "jaxcifar" not in text:
+        outcome = "python start-up"  # Ctrl-C while the interpreter itself starts (site.py): it exits 1, before our code
+    else:
+        outcome = "crash"  # killed by another signal (139: SIGSEGV, 134: SIGABRT), or any other status
+    crash = outcome == "crash" or "Fatal Python error" in text or "Segmentation fault" in text
     return {
+        "outcome": "crash" if crash else outcome,
         "delay_s": round(delay, 3),
         "exit_code": status,
         "seconds": round(time.perf_counter() - started, 2),
         "last_line": lines[-1][:300] if lines else "",
         "crash": crash,
-        "log_tail": lines[-12:] if crash else [],
+        "log_tail": lines[-30:] if crash or _noisy(text) else [],
     }
 
 
@@ -95,16 +116,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"{k + 1:>3}/{args.tries}: SIGINT after {t['delay_s']:.2f} s -> exit {t['exit_code']}"
               f"{'  CRASH' if t['crash'] else ''}  ({t['last_line'][:80]})", flush=True)  # fmt: skip
     counts = collections.Counter(t["exit_code"] for t in tries)
+    outcomes = collections.Counter(t["outcome"] for t in tries)
     result = {
         "command": records.command_line(),
         "tried": " ".join([args.module, *SWEEP]),
         "window_s": window,
         "tries": tries,
         "exit_codes": {str(k): v for k, v in sorted(counts.items())},
+        "outcomes": dict(sorted(outcomes.items())),
         "crashes": sum(t["crash"] for t in tries),
         **records.provenance(),
     }
-    print(f"{args.tries} starts interrupted at random: exit codes {result['exit_codes']}, {result['crashes']} crashes")
+    print(f"{args.tries} starts interrupted at random: exit codes {result['exit_codes']}, outcomes "
+          f"{result['outcomes']}, {result['crashes']} crashes")  # fmt: skip
     if args.out:
         records.write_json(args.out, result)
     return result

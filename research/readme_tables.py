@@ -852,6 +852,35 @@ def block_jpeg_cost(root: Path) -> str:
     )
 
 
+# The carried images' training cost: the same run on the carry copy (training images JPEG 4:4:4 q90,
+# test images lossless) and on the lossless images, both in one session on one 2-core CPU.
+CARRY_COST_RUNS = {"png": "cpu-24-w16-fast-png-intel", "carry": "cpu-24-w16-fast-carry"}
+
+
+def block_carry_cost(root: Path) -> str:
+    """What a GPU call's carried images cost: the copy itself, and the width-16 run trained on it beside the
+    same run on the lossless images, tested on the same (lossless) test images."""
+    copy = _read(root, "carry-copy-lossless-test")
+    runs = {kind: _read(root, name) for kind, name in CARRY_COST_RUNS.items()}
+    final = {k: (r["final_test_accuracy"], r["final_test_accuracy_tta"]) for k, r in runs.items()}
+    gap, gap_tta = (final["carry"][i] - final["png"][i] for i in (0, 1))
+    last = slice(-5, None)
+    epochs = {k: r["epochs"]["test_accuracy"] for k, r in runs.items()}
+    late = float(np.mean(np.subtract(epochs["carry"][last], epochs["png"][last])))
+    names = ", ".join(
+        f"[results/{n}.json](../results/{n}.json)" for n in ("carry-copy-lossless-test", *CARRY_COST_RUNS.values())
+    )
+    return (
+        f"{copy['format']}: {copy['copy']['bytes'] / 1e6:.1f} MB (sha256 {copy['copy']['sha256'][:12]}...), the "
+        f"training images at a PSNR of {copy['psnr_db']['train']:.1f} dB from the lossless ones, the test images "
+        f"the lossless ones. The same 24-epoch run (`--recipe cifar10-fast --width 16 --tta`, seed 0), in one "
+        f"session on one 2-core CPU: {_pct(final['carry'][0])} trained on the copy against "
+        f"{_pct(final['png'][0])} trained on the lossless images ({100 * gap:+.2f} points; flip TTA "
+        f"{_pct(final['carry'][1])} against {_pct(final['png'][1])}, {100 * gap_tta:+.2f}); over the last 5 "
+        f"epochs {100 * late:+.2f} points on average. One seed each ({names}; `{copy['command']}`).\n"
+    )
+
+
 BLOCKS = {
     "quick": block_quick,
     "augment": block_augment,
@@ -872,6 +901,7 @@ BLOCKS = {
     "jpeg-quality": block_jpeg_quality,
     "jpeg-cost": block_jpeg_cost,
     "carry-copy": block_carry_copy,
+    "carry-cost": block_carry_cost,
 }
 
 

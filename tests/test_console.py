@@ -60,3 +60,22 @@ def test_sigterm_asks_for_a_stop_like_ctrl_c_and_a_second_signal_quits_at_once(c
             os.kill(os.getpid(), signal.SIGINT)
         assert stop.signal == "SIGTERM"  # the first signal is the one that asked
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_a_notebook_gets_a_bar_though_its_output_is_no_terminal(monkeypatch):
+    import sys
+    import types
+
+    class ZMQInteractiveShell:  # what IPython's get_ipython() returns in a Jupyter or Colab kernel
+        pass
+
+    assert not console.in_notebook()  # pytest is no kernel
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=ZMQInteractiveShell))
+    assert console.in_notebook()
+    out = io.StringIO()  # a kernel's stream: no isatty
+    progress = Progress(True, total=3, desc="epoch 1/24", stream=out)
+    progress.update(1)
+    progress.close()
+    assert progress.bar is not None and not progress.logging
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))  # plain python
+    assert not console.in_notebook()

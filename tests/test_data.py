@@ -425,3 +425,32 @@ def test_jpeg_recompress_uses_the_copys_encoder_settings(real_cifar):
     images = real_cifar.test_images[:500]
     assert data_lib.psnr(images, data_lib.jpeg_recompress(images, 75)) > 45
     assert data_lib.psnr(images, data_lib.jpeg_recompress(images, 75, shift=4)) < 35
+
+
+def test_tfds_arrays_are_decoded_once_and_cached_as_the_other_sources(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    prepared = tmp_path / "tfds" / "cifar10" / "3.0.2"
+    prepared.mkdir(parents=True)
+    (prepared / "cifar10-train.array_record-00000-of-00001").write_bytes(b"records")
+    reads = []
+    rng = np.random.default_rng(0)
+
+    class Builder:  # a copy prepared in an earlier session
+        data_dir = str(prepared)
+
+        def is_prepared(self):
+            return True
+
+    def data_source(name, split, data_dir):
+        reads.append(split)
+        return [{"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "label": k % 10} for k in range(20)]
+
+    fake = types.SimpleNamespace(builder=lambda name, data_dir=None: Builder(), data_source=data_source)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    first = load_cifar10("tfds", data_dir=tmp_path / "tfds", cache_dir=tmp_path / "cache")
+    again = load_cifar10("tfds", data_dir=tmp_path / "tfds", cache_dir=tmp_path / "cache")
+    assert reads == ["train", "test"]  # the second load read the cached arrays, not tfds
+    np.testing.assert_array_equal(again.train_images, first.train_images)
+    assert again.source == first.source and len(list((tmp_path / "cache").glob("cifar10-3-*.npz"))) == 1

@@ -155,3 +155,18 @@ def test_every_path_argument_of_the_wrong_kind_is_one_line_and_starts_nothing(ma
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {fill(first_line)}"), lines
     assert sorted(tmp_path.iterdir()) == before  # no run folder, no sweep folder: nothing was started
+
+
+def test_ctrl_c_while_the_interpreter_exits_prints_nothing_and_keeps_the_status():
+    import subprocess
+    import sys
+
+    # A library's atexit callback (JAX registers one when imported) that a late Ctrl-C interrupts.
+    code = (
+        "import atexit, os, signal, time\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.5)))\n"
+        "from jaxcifar.errors import entry_point\n"
+        "entry_point(lambda argv: print('done'))([])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")

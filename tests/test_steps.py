@@ -179,6 +179,19 @@ def layers(config):
 def test_compute_dtype_and_convolutions_follow_the_backend(monkeypatch):
     assert steps.compute_dtype(None) == jnp.float32  # these tests run on a CPU
     assert steps.compute_dtype("bfloat16") == jnp.bfloat16
+
+    class Device:  # what JAX says of a device: its platform, and a CUDA GPU's compute capability
+        def __init__(self, platform, capability=None):
+            self.platform, self.compute_capability = platform, capability
+
+    kinds = (("cpu",), ("tpu",), ("gpu", "7.5"), ("gpu", "7.0"), ("gpu", "8.0"), ("gpu", "9.0"), ("gpu", None))
+    found = [steps.has_fast_bfloat16(Device(*d)) for d in kinds]
+    assert found == [False, True, False, False, True, True, True]  # a T4 and a V100 train in float32
+    monkeypatch.setattr(jax, "devices", lambda: [Device("gpu", "7.5")])
+    assert steps.compute_dtype(None) == jnp.float32
+    monkeypatch.setattr(jax, "devices", lambda: [Device("gpu", "9.0")])  # an H100
+    assert steps.compute_dtype(None) == jnp.bfloat16
+    monkeypatch.undo()
     model = steps.make_model(TrainConfig(width=4, logit_scale=0.125))
     assert (model.dtype, model.logit_scale, model.conv) == (jnp.float32, 0.125, kernels.Conv3x3)
     # Winograd's convolutions on CPU from width 32 on, unless asked for

@@ -290,3 +290,27 @@ def test_one_version_the_projects():
 
     (declared,) = re.findall(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
     assert jaxcifar.__version__ == declared  # read from the installed metadata, not written twice
+
+
+def test_ctrl_c_while_a_command_imports_is_one_line_and_130():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from jaxcifar import startup
+
+    code = (
+        "import os, signal, time; from jaxcifar import startup; "
+        "startup.prepare('jaxcifar.train', [], None); os.kill(os.getpid(), signal.SIGINT); time.sleep(30)"
+    )
+    env = {**os.environ, "JAXCIFAR_HUGE_PAGES": "0"}  # no restart: this very process gets the signal
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and done.stderr == "interrupted (Ctrl-C) while starting; nothing was written\n"
+    # a command's entry point gives Ctrl-C back to Python (KeyboardInterrupt, answered by the command)
+    previous = signal.signal(signal.SIGINT, startup._interrupted_while_starting)
+    try:
+        startup.end_startup()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
