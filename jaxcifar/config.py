@@ -87,7 +87,7 @@ MACHINE = (
     "workers",
     "cache_dir",
 )
-RESUMABLE = (*MACHINE, "data", "data_dir", "gradcam", "checkpoint_every")
+RESUMABLE = (*MACHINE, "data", "data_dir", "gradcam", "checkpoint_every", "tensorboard")
 _AUTO_FIELDS = ("lr_max", "lr_min", "dtype")  # "auto" in old config.json files = None
 # The settings that take one of a few values (a None one: "auto" on the command line).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -251,6 +251,12 @@ class TrainConfig:
         "also evaluate with flip test-time augmentation (2x eval cost); the plain accuracy stays the headline",
     )
     progress: bool = setting(True, "run", "a progress bar per epoch")
+    tensorboard: bool = setting(
+        False,
+        "run",
+        "also write TensorBoard event files to OUT/tensorboard (per epoch: metrics.json's columns; per step: "
+        "loss, accuracy, LR), through tensorboardX (pip install 'jaxcifar[tensorboard]')",
+    )
     # Presets
     recipe: str = setting(
         "original",

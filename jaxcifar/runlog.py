@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 from jaxcifar import records
 from jaxcifar.checkpoint import Position
 from jaxcifar.config import TrainConfig
+from jaxcifar.errors import UsageError
 
 STEP_KEYS = ("lr", "loss", "accuracy")
 CSV = "metrics.csv"  # beside metrics.json: its per-epoch table
@@ -135,6 +137,43 @@ class RunLog:
             "images_per_second": images / train_seconds if train_seconds else None,
             **extra,
         }
+
+
+TENSORBOARD = "tensorboard"  # in the run folder, with --tensorboard: the event files
+
+
+class TensorBoard:
+    """A run's TensorBoard event files (OUT/tensorboard), written by tensorboardX.
+
+    tensorboardX writes the event format without TensorFlow (flax.metrics.tensorboard and clu's
+    writers import TensorFlow, a 500 MB dependency for a few scalars; torch.utils.tensorboard needs
+    torch), is maintained, and is what TensorBoard itself reads. Per finished epoch, each of
+    metrics.json's columns as `epoch/<name>` at the epoch's number; per step, `step/loss`,
+    `step/accuracy` and `step/lr` at the global step. A resumed run adds a file from where it resumed.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from tensorboardX import SummaryWriter  # here: only --tensorboard needs it (checked before the run)
+
+        self.writer = SummaryWriter(logdir=str(folder), flush_secs=30)
+
+    def epoch(self, log: RunLog, epoch: int) -> None:
+        """Epoch `epoch` (from 0, finished) of `log`: its row, and its steps."""
+        for k, v in log.epoch_steps(epoch).items():
+            for i, value in enumerate(v):
+                self.writer.add_scalar(f"step/{k}", value, epoch * log.steps_per_epoch + i + 1)
+        for k, column in log.history.items():
+            self.writer.add_scalar(f"epoch/{k}", column[epoch], epoch + 1)
+        self.writer.flush()  # a long run can be watched as it trains
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def check_tensorboard() -> None:
+    """Raises UsageError where tensorboardX is not installed (before a run starts)."""
+    if importlib.util.find_spec("tensorboardX") is None:
+        raise UsageError("--tensorboard needs tensorboardX: pip install 'jaxcifar[tensorboard]' (or tensorboardX)")
 
 
 def epoch_line(epoch: int, epochs: int, row: dict, batches: int, steps_per_epoch: int) -> str:

@@ -53,7 +53,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxcifar import gradcam, kernels, lr_range, parallel, plots, records
+from jaxcifar import gradcam, kernels, lr_range, parallel, plots, records, runlog
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
 from jaxcifar.config import TrainConfig
@@ -137,6 +137,8 @@ def check_inputs(config: TrainConfig) -> None:
             )
         if config.lr_range_json:
             lr_range.load(config.lr_range_json, config.lr_range_partial)  # raises, naming the file and the flag
+    if config.tensorboard:
+        runlog.check_tensorboard()
 
 
 # --- the loop ----------------------------------------------------------------------
@@ -475,6 +477,7 @@ def _train(run: Run, state: TrainState, position: Position, carried: float) -> R
         position_ = Position(epoch, batch, epoch * steps_per_epoch + batch)
         ckpt.save(state, position_, test_accuracy, epoch_seconds=epoch_seconds)
 
+    board = runlog.TensorBoard(out / runlog.TENSORBOARD) if config.tensorboard and main_process else None
     status, message = "completed", ""
     drawn = time.perf_counter()  # when the figures were last drawn: none in the first FIGURES_EVERY_S
     with StopRequest() as stop:
@@ -502,6 +505,8 @@ def _train(run: Run, state: TrainState, position: Position, carried: float) -> R
                 rate = len(result.metrics) * config.batch_size / result.seconds  # this session's speed
                 row = log.end_epoch(epoch, test, seconds, time.perf_counter() - t1, rate)
                 say(epoch_line(epoch, config.epochs, row, len(result.metrics), steps_per_epoch), flush=True)
+                if board is not None:
+                    board.epoch(log, epoch)
                 last = epoch + 1 == config.epochs
                 if last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
                     save(epoch + 1, 0, test["accuracy"])
@@ -523,6 +528,8 @@ def _train(run: Run, state: TrainState, position: Position, carried: float) -> R
         except KeyboardInterrupt:
             status = "interrupted"
             message = f"Interrupted; the last checkpoint is in {ckpt.directory} (resume with --resume)."
+    if board is not None:
+        board.close()
     extra = {"compile_seconds": steps.compile_seconds, "conv": config.conv, "batch_norm": config.batch_norm}
     if status == "interrupted":
         extra["stopped_by"] = stop.signal or "SIGINT"  # None: Python's own Ctrl-C, outside the main thread

@@ -323,6 +323,19 @@ def block_ctrl_c(root: Path) -> str:
     )
 
 
+def block_ctrl_c_startup(root: Path) -> str:
+    """Ctrl-C at random moments of a command's start-up: the exit statuses, and whether any crashed."""
+    r = _read(root, "ctrl-c-startup-cpu")
+    codes = ", ".join(f"{n} x {code}" for code, n in r["exit_codes"].items())
+    late = r["exit_codes"].get("0", 0)
+    return (
+        f"{len(r['tries'])} starts of `python -m {r['tried']}` interrupted at random moments of their first "
+        f"{r['window_s']:.1f} s (one uninterrupted run's time: the imports, the data, the compilation, the sweep): "
+        f"exit statuses {codes}, {r['crashes']} crashes ({late} signals came after the work was done; "
+        f"`{r['command']}`, [results/ctrl-c-startup-cpu.json](../results/ctrl-c-startup-cpu.json)).\n"
+    )
+
+
 # The PyTorch original's LR_MAX from its own LR range test (LR_MIN = LR_MAX / 10).
 ORIGINAL_LR_MAX = 0.0444
 ORIGINAL_TEST_ACCURACY = (
@@ -894,6 +907,7 @@ BLOCKS = {
     "cpu-step-revisions": functools.partial(block_cpu_variants, name="cpu-step-revisions"),
     "conv-layers": block_conv_layers,
     "ctrl-c": block_ctrl_c,
+    "ctrl-c-startup": block_ctrl_c_startup,
     "results": block_results,
     "cpu-24-epochs": block_cpu24_epochs,
     "cpu-24-why": block_cpu24_why,

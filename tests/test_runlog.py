@@ -53,3 +53,62 @@ def test_metrics_csv_holds_a_row_per_epoch_with_metrics_jsons_columns(tmp_path):
     with open(tmp_path / "metrics.csv", newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
     assert log.summary(TrainConfig(seed=7, lr_max=0.2, lr_min=0.02), "completed", "", {})["seed"] == 7
+
+
+def read_events(folder):
+    """{tag: [(step, value), ...]} of every scalar in the TensorBoard event files under `folder`.
+
+    The files are TFRecords (length, its CRC, the Event proto, its CRC), read here without TensorBoard.
+    """
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        blob = path.read_bytes()
+        at = 0
+        while at < len(blob):
+            (length,) = struct.unpack("<Q", blob[at : at + 8])
+            event = event_pb2.Event.FromString(blob[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_events_hold_every_epoch_and_step_of_metrics_json(tmp_path):
+    import json
+
+    pytest.importorskip("tensorboardX")
+    from tiny import TINY_RUN
+
+    from jaxcifar import train
+
+    out = tmp_path / "run"
+    train.train_and_evaluate(TrainConfig(**TINY_RUN, n_train=320, n_test=64, tensorboard=True, out=str(out)))
+    metrics = json.loads((out / "metrics.json").read_text())
+    events = read_events(out / "tensorboard")
+    for name, column in metrics["epochs"].items():
+        steps, values = zip(*events[f"epoch/{name}"])
+        assert steps == (1, 2) and values == pytest.approx(column, rel=1e-6)  # float32 in the events
+    for name in ("loss", "accuracy", "lr"):
+        steps, values = zip(*events[f"step/{name}"])
+        assert steps == tuple(range(1, 11)) and values == pytest.approx(metrics["steps"][name], rel=1e-6)
+
+
+def test_tensorboard_without_tensorboardx_is_refused_before_the_run(tmp_path, monkeypatch):
+    import importlib.util
+
+    from tiny import TINY_RUN
+
+    from jaxcifar import train
+    from jaxcifar.errors import UsageError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name, *a)
+    )
+    with pytest.raises(UsageError, match=r"^--tensorboard needs tensorboardX: pip install 'jaxcifar\[tensorboard\]'"):
+        train.train_and_evaluate(TrainConfig(**TINY_RUN, tensorboard=True, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()

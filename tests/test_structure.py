@@ -12,6 +12,7 @@ LATE_IMPORTS = {
     ("augment", "jaxcifar.plots"),  # matplotlib for its sample figure only: config imports augment
     ("augment", "cv2"),
     ("console", "tqdm.auto"),  # terminals only
+    ("runlog", "tensorboardX"),  # --tensorboard only
     ("records", "jax"),  # data and augment use records and import no JAX
     ("data", "tensorflow_datasets"),  # --data tfds only
     ("data", "PIL"),  # image-folder sources only
