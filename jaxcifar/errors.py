@@ -29,6 +29,7 @@ import os
 import re
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,8 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
             if debugging():
                 raise
             if (path := disk_full(e)) is not None:
+                # the save that failed leaves coroutines never awaited: Python warns of each as it exits
+                warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
                 print(f"error: {disk_full_message(path)}", file=sys.stderr)
                 raise SystemExit(EXIT_FAILED) from None
             if not isinstance(e, (ValueError, FileNotFoundError, FileExistsError, RuntimeError)):
