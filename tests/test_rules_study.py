@@ -15,9 +15,9 @@ TINY = (
 
 def test_the_study_sweeps_once_per_seed_and_trains_every_pair(tmp_path):
     out = tmp_path / "study"
-    # three of the six pairs (each pair's training compiles its own program): the default, another
-    # LR_MAX rule, another LR_MIN rule
-    pairs = ["accuracy/div", "valley/div", "accuracy/rise"]
+    # two of the six pairs (each pair's training compiles its own program): the default, and one with
+    # another LR_MAX rule and another LR_MIN rule
+    pairs = ["accuracy/div", "valley/rise"]
     argv = [*TINY, "--seeds", "2", "--pairs", *pairs, "--out", str(out), "--json", str(tmp_path / "r.json")]
     result = lr_rules.main(argv)
     assert json.loads((tmp_path / "r.json").read_text())["seeds"] == 2
