@@ -41,19 +41,13 @@ def _noisy(text: str) -> bool:
     return "Traceback" in text or "Exception ignored" in text or "KeyboardInterrupt:" in text
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def one_try(delay: float, command: Sequence[str], timeout: float = 120.0) -> dict:
     """Starts `command`, sends SIGINT after `delay` s; the exit status and the last line of its output."""
     out = Path(tempfile.mkdtemp(prefix="jaxcifar-ctrl-c-startup-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}  # a crash prints its stack
     started = time.perf_counter()
-    # Ctrl-C's default action in the child, as in a terminal: a shell starts a background job (`cmd &`)
-    # with SIGINT ignored, which its children inherit, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([*command, "--out", str(out / "sweep")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=_default_sigint)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
     try:
         try:
             log, _ = proc.communicate(timeout=delay)
@@ -101,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"--tries must be positive, got {args.tries}")
     if args.out:
         records.refuse_overwrite(args.out, force=args.force)
+    # Ctrl-C's default action in the children, as in a terminal: a shell starts a background job (`cmd &`)
+    # with SIGINT ignored, which children inherit (a handler is reset on exec, "ignored" is not), and
+    # Python then never raises KeyboardInterrupt.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     command = [sys.executable, "-m", args.module, *SWEEP]
     window = args.window
     if window is None:  # the whole start-up and run, measured once without a signal
