@@ -36,6 +36,21 @@ SWEEP = "--data synthetic --n-train 256 --batch-size 32 --width 4 --lr-range-ite
 CLEAN = (0, 130)  # finished before the signal; stopped by it
 
 
+def classify(status: int, text: str, lines: Sequence[str]) -> tuple[bool, str]:
+    """(crash, outcome) of a try that ended with `status` (as a shell reports it) and printed `text`."""
+    if status in CLEAN:
+        outcome = "clean"
+    elif status == 1 and lines and lines[-1] == "KeyboardInterrupt" and "/jaxcifar/" not in text:
+        # Ctrl-C while the interpreter itself starts (site.py; "Fatal Python error: init_import_site"):
+        # Python exits 1 before the command's first line runs
+        outcome = "python start-up"
+    else:
+        outcome = "crash"  # killed by another signal (139: SIGSEGV, 134: SIGABRT), or any other status
+    fatal = "Fatal Python error" in text and "init_import_site" not in text
+    crash = outcome == "crash" or fatal or "Segmentation fault" in text
+    return crash, "crash" if crash else outcome
+
+
 def _noisy(text: str) -> bool:
     """Whether a log holds a traceback or an error Python ignored (kept, to see where it came from)."""
     return "Traceback" in text or "Exception ignored" in text or "KeyboardInterrupt:" in text
@@ -61,22 +76,15 @@ def one_try(delay: float, command: Sequence[str], timeout: float = 120.0) -> dic
     lines = [line for line in (log or "").splitlines() if line.strip()]
     # as a shell reports it: killed by signal N is 128 + N (Python re-raises an uncaught Ctrl-C as SIGINT: 130)
     status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-    text = log or ""
-    if status in CLEAN:
-        outcome = "clean"
-    elif status == 1 and lines and lines[-1] == "KeyboardInterrupt" and "jaxcifar" not in text:
-        outcome = "python start-up"  # Ctrl-C while the interpreter itself starts (site.py): it exits 1, before our code
-    else:
-        outcome = "crash"  # killed by another signal (139: SIGSEGV, 134: SIGABRT), or any other status
-    crash = outcome == "crash" or "Fatal Python error" in text or "Segmentation fault" in text
+    crash, outcome = classify(status, log or "", lines)
     return {
-        "outcome": "crash" if crash else outcome,
+        "outcome": outcome,
         "delay_s": round(delay, 3),
         "exit_code": status,
         "seconds": round(time.perf_counter() - started, 2),
         "last_line": lines[-1][:300] if lines else "",
         "crash": crash,
-        "log_tail": lines[-30:] if crash or _noisy(text) else [],
+        "log_tail": lines[-30:] if crash or _noisy(log or "") else [],
     }
 
 

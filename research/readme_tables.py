@@ -328,10 +328,12 @@ def block_ctrl_c_startup(root: Path) -> str:
     r = _read(root, "ctrl-c-startup-cpu")
     codes = ", ".join(f"{n} x {code}" for code, n in r["exit_codes"].items())
     late = r["exit_codes"].get("0", 0)
+    early = r["outcomes"].get("python start-up", 0)
     return (
         f"{len(r['tries'])} starts of `python -m {r['tried']}` interrupted at random moments of their first "
         f"{r['window_s']:.1f} s (one uninterrupted run's time: the imports, the data, the compilation, the sweep): "
-        f"exit statuses {codes}, {r['crashes']} crashes ({late} signals came after the work was done; "
+        f"exit statuses {codes}, {r['crashes']} crashes ({late} signals came after the work was done, {early} "
+        "reached Python itself while it started, which then exits 1 before any code of ours runs; "
         f"`{r['command']}`, [results/ctrl-c-startup-cpu.json](../results/ctrl-c-startup-cpu.json)).\n"
     )
 

@@ -307,4 +307,20 @@ def test_ctrl_c_at_start_up_is_counted_clean_or_a_crash():
     whole = ctrl_c_startup.one_try(600, command)  # no signal: the sweep ends by itself
     assert whole["exit_code"] == 0 and not whole["crash"] and whole["seconds"] > 0
     early = ctrl_c_startup.one_try(0.3, command)  # Ctrl-C while Python imports: exit 130, as a shell reports
-    assert early["exit_code"] == 130 and early["outcome"] == "clean" and early["log_tail"] == []
+    assert early["exit_code"] == 130 and early["outcome"] == "clean" and not early["crash"]
+
+
+def test_what_a_start_up_try_counts_as():
+    from research.ctrl_c_startup import classify
+
+    def of(status, text):
+        return classify(status, text, [line for line in text.splitlines() if line.strip()])
+
+    assert of(130, "interrupted (Ctrl-C)\n") == (False, "clean") and of(0, "LR range test: ...\n") == (False, "clean")
+    site = "Fatal Python error: init_import_site: Failed to import the site module\n"
+    site += '  File "<frozen site>", line 616, in <module>\nKeyboardInterrupt\n'
+    assert of(1, site) == (False, "python start-up")  # Python's own start, before any code of ours
+    ours = 'Traceback (most recent call last):\n  File "/x/jaxcifar/data.py", line 3\nKeyboardInterrupt\n'
+    assert of(1, ours) == (True, "crash")  # a traceback through jaxcifar is ours to fix
+    assert of(139, "Segmentation fault\n") == (True, "crash") and of(134, "") == (True, "crash")
+    assert of(130, "Fatal Python error: Segmentation fault\n") == (True, "crash")  # whatever the status says
