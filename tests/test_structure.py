@@ -315,3 +315,18 @@ def test_ctrl_c_while_a_command_imports_is_one_line_and_130():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_constraints_pin_every_dependency_within_pyprojects_ranges():
+    import tomllib
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in (*project["dependencies"], *project["optional-dependencies"]["dev"])]
+    lines = [line.strip() for line in (REPO / "constraints.txt").read_text().splitlines()]
+    pins = dict(line.split("==", 1) for line in lines if line and not line.startswith("#"))
+    norm = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+    for requirement in wanted:
+        name = requirement.name.lower().replace("_", "-")
+        assert name in norm, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(norm[name]), f"{requirement.name}=={norm[name]} is outside {requirement}"
