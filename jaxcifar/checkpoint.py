@@ -112,6 +112,7 @@ class Checkpoints:
         self.run = Path(run)
         self.read_only = read_only
         self._best: tuple[float, int] | None = None  # (accuracy, step) of the best checkpoint kept
+        self._damage: list[tuple[int, str]] | None = None  # damaged(), read once per manager
         if not self.damaged():  # else the run that resumes sets them aside first (set_aside_damaged)
             self._load_best()
 
@@ -142,7 +143,10 @@ class Checkpoints:
         """(step, what differs) of each checkpoint whose files are not what was recorded, newest first.
 
         A checkpoint written before its files were recorded (the run was killed right after) counts as intact.
+        The files are read once per manager (every checkpoint's bytes are summed).
         """
+        if self._damage is not None:
+            return list(self._damage)
         recorded = self._files()
         found = []
         for step in sorted(self.manager.all_steps(), reverse=True):
@@ -151,7 +155,8 @@ class Checkpoints:
                 if differ := sorted(f for f in saved.keys() | now.keys() if saved.get(f) != now.get(f)):
                     what = "is missing" if differ[0] not in now else "has changed since it was written"
                     found.append((step, f"{FOLDER}/{step}/{differ[0]} {what}"))
-        return found
+        self._damage = found
+        return list(found)
 
     def set_aside_damaged(self) -> list[str]:
         """Moves each damaged checkpoint to RUN/checkpoints-damaged/STEP (nothing is deleted); returns a line
@@ -165,6 +170,7 @@ class Checkpoints:
             shutil.move(str(self.directory / str(step)), target)
             said.append(f"checkpoint {step} is damaged ({what}): set aside in {target}")
         if said:
+            self._damage = []  # what was damaged is gone from checkpoints/
             self.manager.reload()
             self._record_files()
             self._load_best()

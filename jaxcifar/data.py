@@ -422,7 +422,8 @@ def _read_image_tree(path: Path) -> CIFAR10:
     for split in ("train", "test"):
         classes = {c for s, c in seen_dirs if s == split}
         if missing := [c for c in CLASS_NAMES if c not in classes]:
-            if empty := [c for c in missing if [split, c] in (f.split("/")[-2:] for f in _folders(path))]:
+            folders = {tuple(f.split("/")[-2:]) for f in _folders(path)}  # the archive read once more, on error
+            if empty := [c for c in missing if (split, c) in folders]:
                 raise ValueError(
                     f"{path}: the {split} split's class folder {empty[0]} holds no images (*.png, *.jpg); "
                     "every class needs its images."

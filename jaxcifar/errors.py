@@ -84,38 +84,29 @@ class _QuietDiskFull(logging.Filter):
         return not any(f in text for f in FULL)
 
 
-_QUIET = _QuietDiskFull()
-
-
+@functools.cache  # once per process: the filter and the hook stay, since orbax's threads may log while it exits
 def _quiet_disk_full() -> None:
-    """Installs the filter on the loggers of orbax (absl's) and asyncio, once; it stays for the process's
-    life, since orbax's threads may still log while it exits. TensorStore's callbacks into the event loop
-    of a save that failed print "Event loop is closed" as unraisable errors: those are dropped too."""
+    """Installs the filter on the loggers of orbax (absl's) and asyncio. TensorStore's callbacks into the
+    event loop of a save that failed print "Event loop is closed" as unraisable errors: those are dropped too."""
+    quiet = _QuietDiskFull()
     for name in ("absl", "asyncio"):
-        logger = logging.getLogger(name)
-        if _QUIET not in logger.filters:
-            logger.addFilter(_QUIET)
-    if getattr(sys.unraisablehook, "__name__", "") != "_drop_closed_loop":
-        shown = sys.unraisablehook
+        logging.getLogger(name).addFilter(quiet)
+    shown = sys.unraisablehook
 
-        def _drop_closed_loop(unraisable):
-            error = unraisable.exc_value
-            if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
-                shown(unraisable)
+    def _drop_closed_loop(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            shown(unraisable)
 
-        sys.unraisablehook = _drop_closed_loop
+    sys.unraisablehook = _drop_closed_loop
 
 
-_EXIT_QUIET: list[bool] = []
-
-
+@functools.cache  # once per process
 def _quiet_exit() -> None:
     """Ctrl-C ignored once the interpreter exits: the command's work is done by then, and a KeyboardInterrupt
     inside a library's atexit callback (JAX's backend clean-up) prints a traceback and changes nothing.
-    Registered after JAX's, so it runs first (atexit runs the last registered first); once."""
-    if not _EXIT_QUIET:
-        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
-        _EXIT_QUIET.append(True)
+    Registered after JAX's, so it runs first (atexit runs the last registered first)."""
+    atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
 
 def stop_status(signal_name: str | None) -> int:

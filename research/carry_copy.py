@@ -125,11 +125,15 @@ def same_order(lossless: data.CIFAR10, copy: data.CIFAR10) -> data.CIFAR10:
     return data.CIFAR10(**out, class_names=lossless.class_names, source=copy.source)
 
 
-def test_accuracy(run: Path, images: np.ndarray, labels: np.ndarray) -> float:
-    """The test accuracy of a run's last network on `images`."""
+def last_network(run: Path) -> tuple:
+    """(model, variables) of a run's last checkpoint, the model as the run trained it."""
     config = TrainConfig.from_json(records.read_json(run / "config.json")["config"])
-    variables = checkpoint_lib.load_variables(run, config, "latest")
-    predicted = gradcam.predict_classes(steps_lib.make_model(config), variables, images)
+    return steps_lib.make_model(config), checkpoint_lib.load_variables(run, config, "latest")
+
+
+def test_accuracy(network: tuple, images: np.ndarray, labels: np.ndarray) -> float:
+    """The test accuracy of `network` (`last_network`) on `images`."""
+    predicted = gradcam.predict_classes(*network, images)
     return float(np.mean(predicted == labels))
 
 
@@ -178,14 +182,15 @@ def make(
     sample = np.sort(np.random.default_rng(0).choice(len(lossless.train_labels), n, replace=False))
     result["survey"] = {"images": n, "rows": survey(lossless.train_images[sample])}
     if run is not None:
-        on_png = test_accuracy(run, lossless.test_images, lossless.test_labels)
-        on_copy = test_accuracy(run, copy.test_images, copy.test_labels)
+        network = last_network(run)  # read once, tested on the lossless, the copy's and each choice's test set
+        on_png = test_accuracy(network, lossless.test_images, lossless.test_labels)
+        on_copy = test_accuracy(network, copy.test_images, copy.test_labels)
         result["network"] = {"run": str(run), "test_accuracy_png": on_png, "test_accuracy_copy": on_copy,
                              "points": 100 * (on_copy - on_png)}  # fmt: skip
         say(f"{run}'s network: {100 * on_png:.2f}% on the lossless test images, {100 * on_copy:.2f}% on the copy's")
         for row, (_, fmt, _, options) in zip(result["survey"]["rows"], CHOICES):  # the test set in each choice
             _, decoded = round_trip(lossless.test_images, fmt, options)
-            row["test_accuracy"] = test_accuracy(run, decoded, lossless.test_labels)
+            row["test_accuracy"] = test_accuracy(network, decoded, lossless.test_labels)
             row["points"] = 100 * (row["test_accuracy"] - on_png)
     return {**result, **records.provenance()}
 
