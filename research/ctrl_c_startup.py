@@ -60,9 +60,19 @@ def one_try(delay: float, command: Sequence[str], timeout: float = 120.0) -> dic
     """Starts `command`, sends SIGINT after `delay` s; the exit status and the last line of its output."""
     out = Path(tempfile.mkdtemp(prefix="jaxcifar-ctrl-c-startup-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}  # a crash prints its stack
+    # Ctrl-C's default action in the child, as in a terminal: a shell starts a background job (`cmd &`)
+    # with SIGINT ignored, which children inherit (a handler is reset on exec, "ignored" is not), and
+    # Python then never raises KeyboardInterrupt. So this process holds a handler while it starts one.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.perf_counter()
-    proc = subprocess.Popen([*command, "--out", str(out / "sweep")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        proc = subprocess.Popen([*command, "--out", str(out / "sweep")], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         try:
             log, _ = proc.communicate(timeout=delay)
@@ -103,11 +113,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"--tries must be positive, got {args.tries}")
     if args.out:
         records.refuse_overwrite(args.out, force=args.force)
-    # Ctrl-C's default action in the children, as in a terminal: a shell starts a background job (`cmd &`)
-    # with SIGINT ignored, which children inherit (a handler is reset on exec, "ignored" is not), and
-    # Python then never raises KeyboardInterrupt.
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     command = [sys.executable, "-m", args.module, *SWEEP]
     window = args.window
     if window is None:  # the whole start-up and run, measured once without a signal

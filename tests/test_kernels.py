@@ -1,6 +1,7 @@
 """Tests for jaxcifar.kernels: each layer and kernel against its definition or Flax's, and the policy."""
 
 import functools
+import importlib
 
 import flax.linen as nn
 import jax
@@ -14,6 +15,9 @@ from test_model import forward, random_images, tiny_variables
 from jaxcifar import kernels
 from jaxcifar import model as model_lib
 from jaxcifar.model import ResNet9, init_variables
+
+# float64 inside a block: jax.enable_x64 (jax >= 0.8), jax.experimental.enable_x64 before (gone in 0.10)
+enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else importlib.import_module("jax.experimental").enable_x64
 
 
 def test_max_pool_matches_flax_in_value_and_both_derivatives():
@@ -147,7 +151,7 @@ def test_batch_norm_train_is_flaxs_layer_and_its_gradient_is_the_derivative():
     np.testing.assert_allclose(np.asarray(var), x.astype(np.float64).var(axis=(0, 1, 2)), rtol=1e-5)  # biased
     np.testing.assert_allclose(0.9 + 0.1 * np.asarray(var), np.asarray(state["batch_stats"]["var"]), rtol=1e-6)
     # The hand-written VJP against finite differences (float64), for random cotangents of y, mean and variance.
-    with jax.enable_x64(True):
+    with enable_x64(True):
         args = (jnp.asarray(x, jnp.float64), v["params"]["scale"].astype(jnp.float64),
                 v["params"]["bias"].astype(jnp.float64))  # fmt: skip
         jax.test_util.check_grads(lambda *a: kernels.batch_norm_train(*a, 1e-5), args, order=1, modes=["rev"])
@@ -172,7 +176,7 @@ def test_batch_norm_train_gradient_at_batch_512_is_closer_to_float64_than_flaxs(
     fast = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)  # E[x^2] - E[x]^2
 
     def errors(fn, reference=None):
-        with jax.enable_x64(reference is None):
+        with enable_x64(reference is None):
             dtype = jnp.float64 if reference is None else jnp.float32
             _, vjp = jax.vjp(jax.jit(fn), *(jnp.asarray(a, dtype) for a in (x, scale, bias)))
             got = [np.asarray(g, np.float64) for g in vjp(jnp.asarray(dy, dtype))]
@@ -227,7 +231,7 @@ def _training_gradient_at_batch_512(dtype, conv="xla", batch_norm="flax") -> lis
 @pytest.fixture(scope="module")
 def float64_gradient_at_batch_512():
     """The float64 reference, computed once for every convolution compared with it."""
-    with jax.enable_x64(True):
+    with enable_x64(True):
         return _training_gradient_at_batch_512(jnp.float64)
 
 

@@ -199,12 +199,20 @@ def test_importing_jaxcifar_changes_nothing_and_the_cpu_flags_switch_ynnpack_off
     # YNNPACK's convolution gradients halved the CPU step's speed at batch 512 (jaxcifar/startup.py).
     from jaxcifar import startup
 
-    assert run_python(CONV_HLO, None).strip() == "True"  # JAX's default: YNNPACK
+    knows = startup.jaxlib_knows(startup.YNN_FLAG)
+    assert not startup.jaxlib_knows("--xla_jaxcifar_no_such_flag")
+    # JAX's default: YNNPACK, in a jaxlib that has it (0.10); the oldest we test (0.7) has neither it nor the flag
+    assert run_python(CONV_HLO, None).strip() == str(knows)
     same = "import os; e = dict(os.environ); import jaxcifar.train, jaxcifar.lr_range; print(dict(os.environ) == e)"
     assert run_python(same, None).strip() == "True"  # importing the package sets nothing
     assert run_python("from jaxcifar import startup; startup.set_cpu_flags(); " + CONV_HLO, None).strip() == "False"
     shown = "import os; from jaxcifar import startup; startup.set_cpu_flags(); print(os.environ['XLA_FLAGS'])"
     flags = run_python(shown, "--xla_force_host_platform_device_count=2").split()
+    if not knows:  # no flag its XLA would abort on
+        assert flags == ["--xla_force_host_platform_device_count=2"]
+        env = {"JAX_PLATFORMS": "cpu"}
+        assert not startup.set_cpu_flags(env) and env == {"JAX_PLATFORMS": "cpu"}
+        return
     assert flags == ["--xla_force_host_platform_device_count=2", "--xla_cpu_experimental_ynn_fusion_type="]
     own = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
     assert run_python(shown, own).split() == [own]  # a user's own choice stays
@@ -214,7 +222,6 @@ def test_importing_jaxcifar_changes_nothing_and_the_cpu_flags_switch_ynnpack_off
     assert not startup.set_cpu_flags(env) and env == {"JAX_PLATFORMS": "cuda"}  # not on a GPU
     env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_dump_to=/tmp/x"}
     assert startup.set_cpu_flags(env) and env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + startup.YNN_FLAG + "="
-    assert startup.jaxlib_knows(startup.YNN_FLAG) and not startup.jaxlib_knows("--xla_jaxcifar_no_such_flag")
 
 
 def imported_by(argv: list[str]) -> tuple[str, set[str]]:
@@ -317,16 +324,35 @@ def test_ctrl_c_while_a_command_imports_is_one_line_and_130():
         signal.signal(signal.SIGINT, previous)
 
 
-def test_constraints_pin_every_dependency_within_pyprojects_ranges():
+def pins_of(name: str) -> tuple[list, dict[str, str]]:
+    """pyproject's requirements (with the dev extra) and a constraints file's pins, by normalised name."""
     import tomllib
+
     from packaging.requirements import Requirement
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [Requirement(r) for r in (*project["dependencies"], *project["optional-dependencies"]["dev"])]
-    lines = [line.strip() for line in (REPO / "constraints.txt").read_text().splitlines()]
-    pins = dict(line.split("==", 1) for line in lines if line and not line.startswith("#"))
-    norm = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+    lines = [line.split("#")[0].strip() for line in (REPO / name).read_text().splitlines()]
+    pins = dict(line.split("==", 1) for line in lines if line)
+    return wanted, {k.lower().replace("_", "-"): v for k, v in pins.items()}
+
+
+def test_constraints_pin_every_dependency_within_pyprojects_ranges():
+    wanted, pins = pins_of("constraints.txt")
     for requirement in wanted:
         name = requirement.name.lower().replace("_", "-")
-        assert name in norm, f"{requirement.name} is not pinned in constraints.txt"
-        assert requirement.specifier.contains(norm[name]), f"{requirement.name}=={norm[name]} is outside {requirement}"
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{requirement.name}=={pins[name]} is outside {requirement}"
+
+
+def test_the_lowest_constraints_pin_each_dependency_at_pyprojects_lowest_version():
+    # .ci/run runs the suite again on these: each lowest version pyproject.toml allows is one tested
+    from packaging.version import Version
+
+    wanted, pins = pins_of("constraints-lowest.txt")
+    for requirement in wanted:
+        name = requirement.name.lower().replace("_", "-")
+        (spec,) = requirement.specifier  # one lower bound each
+        assert name in pins and spec.operator == ">=", f"{requirement} is not pinned at its lowest version"
+        assert Version(pins[name]) == Version(spec.version), f"{requirement}: pinned {pins[name]}"
+    assert "constraints-lowest.txt" in (REPO / ".ci" / "run").read_text()
