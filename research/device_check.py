@@ -13,6 +13,7 @@ then fails with exit status 1 when the backend is not the one expected.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,8 @@ def report() -> dict:
     devices = jax.devices()
     return {
         "backend": jax.default_backend(),
+        # the name results are filed under: "NVIDIA H200" -> nvidia-h200
+        "device": re.sub(r"[^a-z0-9]+", "-", devices[0].device_kind.lower()).strip("-"),
         "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in devices],
         "versions": records.versions(),
     }
@@ -44,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     found = report()
     print(f"backend {found['backend']}: {', '.join(found['devices'])}")
+    print(f"device {found['device']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in found["versions"].items()), flush=True)
     if args.expect != "any" and found["backend"] != args.expect:
         print(

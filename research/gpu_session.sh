@@ -51,7 +51,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > 
 expect=gpu
 if [ "${JAXCIFAR_REHEARSAL:-0}" = 1 ]; then expect=any; fi
 python3 -m research.device_check --expect "$expect" | tee -a "$OUT/gpu.txt"
-device=$(python3 -c "import jax, re; print(re.sub(r'[^a-z0-9]+', '-', jax.devices()[0].device_kind.lower()).strip('-'))")
+device=$(sed -n 's/^device //p' "$OUT/gpu.txt" | tail -n 1) # its "device nvidia-h200" line
 if [ "$expect" = any ]; then device="rehearsal-$device"; fi
 left() { echo $((BUDGET - (SECONDS - started))); }
 
@@ -75,7 +75,7 @@ case "$stage" in
         break
       fi
       t0=$SECONDS
-      python3 -m jaxcifar.seeds --seeds "$n" --data "$DATA" --lr-max "$lr" --lr-min "$(python3 -c "print($lr / 10)")" \
+      python3 -m jaxcifar.seeds --seeds "$n" --data "$DATA" --lr-max "$lr" --lr-min "$(awk "BEGIN { print $lr / 10 }")" \
         --out "runs/lr-pairs/$lr" --tta --checkpoint-every 0 --no-gradcam --no-progress --time-budget "$(left)" \
         ${EXTRA:-} 2>&1 | tee -a "$OUT/lr-pairs.log"
       per_seed=$(((SECONDS - t0) / n))

@@ -1,10 +1,12 @@
 """Runs inside subprocesses with several forced CPU devices, for test_parallel.py.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice.py steps OUT [DEVICES]
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice.py steps OUT
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice.py pipeline OUT
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice.py steps OUT 8 COORD N ID
 
-MULTIDEVICE_BATCH_NORM=matvec runs `steps` with BatchNorm's sums as matrix-vector products.
+`steps OUT` runs the steps on 8 devices and on 1, with flax's BatchNorm and with
+the matrix-vector one, in one process (OUT/d8.npz, OUT/d1-matvec.npz, ...); with a
+coordinator, each of N processes runs its part of the 8-device steps (OUT is a file).
 
 XLA_FLAGS must be set before JAX starts, hence separate processes. Each mode
 prints one line "RESULT <json>".
@@ -49,7 +51,7 @@ STEPS = 3
 TINY = {**TINY_RUN, "n_train": 640, "n_test": 200}
 
 
-def steps(out: Path, devices: int | None = None) -> dict:
+def steps(out: Path, devices: int | None = None, norm: str = "flax") -> dict:
     """STEPS train steps and an evaluation on random float data (no ties in max-pools,
     so float rounding stays at float rounding). Every process feeds its rows."""
     rng = np.random.default_rng(0)
@@ -57,7 +59,7 @@ def steps(out: Path, devices: int | None = None) -> dict:
     y = rng.integers(0, 10, size=(STEPS, 64)).astype(np.int32)
     mesh = parallel.make_mesh(devices)
     schedule = optax.constant_schedule(0.05)
-    model = ResNet9(width=4, norm=kernels.NORMS[os.environ.get("MULTIDEVICE_BATCH_NORM", "flax")])
+    model = ResNet9(width=4, norm=kernels.NORMS[norm])
     state = steps_lib.create_train_state(model, steps_lib.make_optimizer(schedule), jax.random.key(0))
     state = parallel.put_replicated(state, mesh)
     compiled = steps_lib.compile_steps(state, mesh, 64, schedule)
@@ -101,9 +103,7 @@ def pipeline(out: Path) -> dict:
     checkpoint from 8 devices resumed on 1, an indivisible batch."""
     ds = data_lib.load_cifar10("synthetic", n_train=640, n_test=200, seed=0)
     result = {"device_count": jax.device_count()}
-    s1 = train.train_and_evaluate(TrainConfig(**TINY, devices=1, out=str(out / "d1")), ds)
-    s8 = train.train_and_evaluate(TrainConfig(**TINY, devices=8, out=str(out / "d8")), ds)
-    result["test_accuracy_1_8"] = [s1["final_test_accuracy"], s8["final_test_accuracy"]]
+    train.train_and_evaluate(TrainConfig(**TINY, devices=8, out=str(out / "d8")), ds)
     v8 = params_of(out / "d8")
 
     # Evaluation of one state on 8 devices and on 1: the same sums.
@@ -182,8 +182,14 @@ def pipeline(out: Path) -> dict:
 
 if __name__ == "__main__":
     mode, out = ARGS[0], Path(ARGS[1])
-    if mode == "steps":
-        result = steps(out, int(ARGS[2]) if len(ARGS) > 2 and len(ARGS) < 6 else None)
+    if mode == "steps" and len(ARGS) >= 6:
+        result = steps(out)
+    elif mode == "steps":  # one process start (seconds) for the four
+        result = {
+            f"d{devices}{suffix}": steps(out / f"d{devices}{suffix}.npz", devices, norm)
+            for norm, suffix in (("flax", ""), ("matvec", "-matvec"))
+            for devices in (8, 1)
+        }
     else:
         result = pipeline(out)
     print("RESULT " + json.dumps(result), flush=True)

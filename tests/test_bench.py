@@ -156,6 +156,7 @@ def test_the_device_check_fails_fast_on_a_cpu(capsys):
     assert exc.value.code == 1
     captured = capsys.readouterr()
     assert "backend cpu: cpu:0" in captured.out and "jaxlib" in captured.out and "orbax-checkpoint" in captured.out
+    assert "\ndevice cpu\n" in captured.out  # the name gpu_session.sh files results under
     assert "JAX runs on cpu, not gpu: stopping before spending device time" in captured.err
     assert device_check.main(["--expect", "any"])["backend"] == "cpu"
 

@@ -85,7 +85,8 @@ def assert_computes_as_the_default(model, stats_atol):
     """A tiny network computed otherwise: the default's parameter shapes, and its logits and
     BatchNorm statistics to float rounding, in eval and train mode. Returns (variables, images)."""
     default, variables = tiny_variables(width=4)
-    assert jax.tree.map(jnp.shape, init_variables(model, jax.random.key(0))) == jax.tree.map(jnp.shape, variables)
+    shapes = jax.eval_shape(init_variables, model, jax.random.key(0))  # no compilation (seconds)
+    assert jax.tree.map(lambda a: a.shape, shapes) == jax.tree.map(jnp.shape, variables)
     x = random_images(8)
     for train in (False, True):
         (want, want_stats), (got, stats) = forward(default, variables, x, train), forward(model, variables, x, train)
@@ -99,7 +100,7 @@ def test_winograd_model_has_the_same_parameters_and_close_outputs():
     variables, x = assert_computes_as_the_default(ResNet9(width=4, conv=kernels.WinogradConv3x3), stats_atol=1e-5)
     # bfloat16 models compute Winograd's convolutions in float32 and hand back bfloat16
     model_b = ResNet9(width=4, conv=kernels.WinogradConv3x3, dtype=jnp.bfloat16)
-    intermediates = model_lib.intermediates(model_b, variables, x)
+    intermediates = jax.jit(functools.partial(model_lib.intermediates, model_b))(variables, x)  # eager: seconds
     assert all(v.dtype == jnp.bfloat16 for v in intermediates.values())
 
 
@@ -112,18 +113,19 @@ def test_winograd_is_used_where_the_side_is_a_multiple_of_4_and_not_in_prep():
         calls.append(x.shape)
         return original(x, k)
 
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:  # jitted (eager Winograd takes seconds): the spy sees the trace
         mp.setattr(kernels, "conv3x3_winograd", spy)
         for side in (8, 6):  # 6: not a multiple of 4, XLA's convolution
             x = jnp.ones((1, side, side, 5))
-            v = layer.init(jax.random.key(0), x)
+            v = jax.jit(layer.init)(jax.random.key(0), x)
             calls.clear()
-            np.testing.assert_allclose(layer.apply(v, x), kernels.conv3x3(x, v["params"]["kernel"]), rtol=1e-5)
+            got = jax.jit(layer.apply)(v, x)
+            np.testing.assert_allclose(got, kernels.conv3x3(x, v["params"]["kernel"]), rtol=1e-5)
             seen += calls
         model = ResNet9(width=4, conv=kernels.WinogradConv3x3)
         v = init_variables(model, jax.random.key(0))
         calls.clear()
-        model.apply(v, jnp.ones((1, 32, 32, 3)))
+        jax.jit(model.apply)(v, jnp.ones((1, 32, 32, 3)))
         seen += calls
     # the 8x8 layer, then 7 of the network's 8 convolutions: not prep's (3 channels, 32x32)
     assert seen == [(1, 8, 8, 5), (1, 32, 32, 4), (1, 16, 16, 8), (1, 16, 16, 8), (1, 16, 16, 8), (1, 8, 8, 16),
