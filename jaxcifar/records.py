@@ -200,6 +200,9 @@ def command_line() -> str:
     path = Path(program)
     if path.suffix == ".py" and path.parent.name in ("jaxcifar", "research"):  # python -m PACKAGE.MODULE
         head = f"python -m {path.parent.name}.{path.stem}"
+    elif program == "-c":  # python -c CODE (a notebook kernel, a pytest-xdist worker): the code is the interpreter's
+        original = sys.orig_argv
+        head = "python -c " + (shlex.quote(original[original.index("-c") + 1]) if "-c" in original[:-1] else "...")
     elif path.suffix == ".py":
         head = f"python {shlex.quote(program)}"
     else:

@@ -373,9 +373,9 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
                 position = Position(0, 0, 0)
                 log = RunLog(steps_per_epoch, config.tta)
                 carried = 0.0
+                if main_process:  # the log a resume starts with, written first as before every checkpoint: a
+                    log.write(out / "metrics.json")  # save that fails (a full disk) leaves the run's record whole
                 ckpt.save(state, position)  # a last good checkpoint exists from the start
-                if main_process:  # and the log it resumes with, should the run stop while compiling
-                    log.write(out / "metrics.json")
             tag = plots.run_tag(
                 config.width, len(ds.train_labels), config.batch_size, env["device_kind"], config.epochs
             )

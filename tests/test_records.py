@@ -48,6 +48,9 @@ def test_command_line_and_provenance(monkeypatch):
     assert records.command_line() == "python -m research.benchmark --steps 5"
     monkeypatch.setattr(sys, "argv", ["tools/my run.py", "--seeds", "5"])
     assert records.command_line() == "python 'tools/my run.py' --seeds 5"
+    monkeypatch.setattr(sys, "argv", ["-c", "--seeds", "5"])
+    monkeypatch.setattr(sys, "orig_argv", ["/usr/bin/python3", "-c", "import x; x.main()", "--seeds", "5"])
+    assert records.command_line() == "python -c 'import x; x.main()' --seeds 5"
     env = records.provenance()
     assert env["platform"] == "cpu" and env["device_count"] >= 1 and env["versions"]["numpy"] == np.__version__
 
