@@ -231,47 +231,6 @@ def subset(ds: CIFAR10, n_train: int | None, n_test: int | None, seed: int = 0) 
     )
 
 
-def jpeg_recompress(images: np.ndarray, quality: int, shift: int = 0) -> np.ndarray:
-    """The images JPEG-encoded once more and decoded: what one more lossy pass leaves.
-
-    PIL's encoder with libjpeg's standard tables scaled to `quality` and 4:2:0
-    chroma subsampling, as the JPEG copy of CIFAR-10 was made. With `shift` > 0 the
-    image is reflect-padded by `shift` pixels first (and cropped back), which moves
-    JPEG's 8x8 block grid (16x16 for the subsampled colour) off the grid of an
-    earlier pass: re-encoding on the same grid at the same quality changes almost
-    nothing, re-encoding off it is a fresh loss of the same kind.
-
-    Args:
-      images: uint8[N, 32, 32, 3].
-      quality: 1..95, the JPEG quality factor.
-      shift: 0..7 pixels of grid offset.
-
-    Returns:
-      uint8[N, 32, 32, 3].
-    """
-    from PIL import Image
-
-    if not 1 <= quality <= 95:
-        raise ValueError(f"JPEG quality must be in 1..95 (PIL's useful range), got {quality}")
-    if not 0 <= shift <= 7:
-        raise ValueError(f"the block-grid shift must be 0..7 pixels (8 is the same grid again), got {shift}")
-    out = np.empty_like(images)
-    for i, image in enumerate(images):
-        padded = np.pad(image, ((shift, shift), (shift, shift), (0, 0)), mode="reflect") if shift else image
-        buffer = io.BytesIO()
-        Image.fromarray(padded).save(buffer, format="JPEG", quality=quality, subsampling="4:2:0")
-        with Image.open(buffer) as im:
-            decoded = np.asarray(im.convert("RGB"))
-        out[i] = decoded[shift : shift + 32, shift : shift + 32]
-    return out
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 image arrays (MSE over all pixels; peak 255)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
 def synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> CIFAR10:
     """Learnable fake CIFAR-10: each class is a smooth colour pattern plus noise.
 

@@ -35,6 +35,7 @@ from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import say
 from jaxcifar.errors import UsageError, entry_point
+from research.jpeg_quality import psnr
 
 ROOT_NAME = "cifar10-carry"  # the archive's top folder
 MAX_MB = 45.0  # the carry copy's budget: 64 MiB a call, less the code and what else travels
@@ -84,7 +85,7 @@ def survey(images: np.ndarray, total: int = 60_000) -> list[dict]:
                 tar.addfile(info, io.BytesIO(blob))
         per_image = archive.tell() / len(images)
         rows.append({"choice": name, "bytes_per_image": per_image, "estimated_mb": per_image * total / 1e6,
-                     "psnr_db": data.psnr(images, decoded)})  # fmt: skip
+                     "psnr_db": psnr(images, decoded)})  # fmt: skip
     return rows
 
 
@@ -165,13 +166,13 @@ def make(
         + ", tar.gz",
         "quality": quality,
         "lossless_test": lossless_test,
-        "psnr_db": {"train": data.psnr(lossless.train_images, copy.train_images)},
+        "psnr_db": {"train": psnr(lossless.train_images, copy.train_images)},
     }
     if lossless_test:
         if not np.array_equal(lossless.test_images, copy.test_images):
             raise RuntimeError("the copy's PNG test images are not the lossless ones in order")
     else:
-        result["psnr_db"]["test"] = data.psnr(lossless.test_images, copy.test_images)
+        result["psnr_db"]["test"] = psnr(lossless.test_images, copy.test_images)
     if result["psnr_db"]["train"] < 25:  # JPEG at quality 50 and up stays over 25 dB: images out of order
         where = f"PSNR {result['psnr_db']['train']:.1f} dB"
         raise RuntimeError(f"the copy's images are not the lossless ones in order ({where})")

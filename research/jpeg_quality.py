@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from jaxcifar import checkpoint as checkpoint_lib
 from jaxcifar import config as config_lib
@@ -47,6 +49,45 @@ from jaxcifar.loader import load_data
 # results/jpeg-quality-cpu-w16.json); a quality-50 pass off the grid (29.1 dB).
 VARIANTS = ("none", "75@4", "50@4")
 _SPEC = re.compile(r"(?P<quality>\d+)(@(?P<shift>\d+))?")
+
+
+def jpeg_recompress(images: np.ndarray, quality: int, shift: int = 0) -> np.ndarray:
+    """The images JPEG-encoded once more and decoded: what one more lossy pass leaves.
+
+    PIL's encoder with libjpeg's standard tables scaled to `quality` and 4:2:0
+    chroma subsampling, as the JPEG copy of CIFAR-10 was made. With `shift` > 0 the
+    image is reflect-padded by `shift` pixels first (and cropped back), which moves
+    JPEG's 8x8 block grid (16x16 for the subsampled colour) off the grid of an
+    earlier pass: re-encoding on the same grid at the same quality changes almost
+    nothing, re-encoding off it is a fresh loss of the same kind.
+
+    Args:
+      images: uint8[N, 32, 32, 3].
+      quality: 1..95, the JPEG quality factor.
+      shift: 0..7 pixels of grid offset.
+
+    Returns:
+      uint8[N, 32, 32, 3].
+    """
+    if not 1 <= quality <= 95:
+        raise ValueError(f"JPEG quality must be in 1..95 (PIL's useful range), got {quality}")
+    if not 0 <= shift <= 7:
+        raise ValueError(f"the block-grid shift must be 0..7 pixels (8 is the same grid again), got {shift}")
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        padded = np.pad(image, ((shift, shift), (shift, shift), (0, 0)), mode="reflect") if shift else image
+        buffer = io.BytesIO()
+        Image.fromarray(padded).save(buffer, format="JPEG", quality=quality, subsampling="4:2:0")
+        with Image.open(buffer) as im:
+            decoded = np.asarray(im.convert("RGB"))
+        out[i] = decoded[shift : shift + 32, shift : shift + 32]
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 image arrays (MSE over all pixels; peak 255)."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def parse_variant(spec: str) -> tuple[int, int] | None:
@@ -72,8 +113,8 @@ def compressed(ds: data.CIFAR10, spec: str, splits: Sequence[str] = ("train", "t
     changed = {}
     for split in splits:
         before = getattr(ds, f"{split}_images")
-        changed[f"{split}_images"] = data.jpeg_recompress(before, quality, shift)
-        measured[f"{split}_psnr_db"] = data.psnr(before, changed[f"{split}_images"])
+        changed[f"{split}_images"] = jpeg_recompress(before, quality, shift)
+        measured[f"{split}_psnr_db"] = psnr(before, changed[f"{split}_images"])
     source = f"{ds.source}, JPEG once more ({spec})"
     return dataclasses.replace(ds, **changed, source=source), {**measured, "quality": quality, "shift": shift}
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from jaxcifar import data
 from research import carry_copy
+from research.jpeg_quality import psnr
 
 
 def png_archive(ds, path):
@@ -34,11 +35,11 @@ def test_the_copy_reads_back_as_the_same_images_in_the_same_order(tmp_path):
     copy = carry_copy.same_order(lossless, read)
     np.testing.assert_array_equal(copy.test_labels, lossless.test_labels)
     # JPEG at 92 without chroma subsampling: close to every pixel (misordered images: ~10 dB)
-    assert data.psnr(copy.test_images, lossless.test_images) > 30
-    assert data.psnr(read.test_images, lossless.test_images) < 20
+    assert psnr(copy.test_images, lossless.test_images) > 30
+    assert psnr(read.test_images, lossless.test_images) < 20
     # each image on its own: a copy at 92 is close to its source, a lower quality further
     lower = carry_copy.same_order(lossless, data.load_cifar10(_copy(lossless, tmp_path, 40), cache_dir=tmp_path / "c2"))
-    assert data.psnr(lower.test_images, lossless.test_images) < data.psnr(copy.test_images, lossless.test_images)
+    assert psnr(lower.test_images, lossless.test_images) < psnr(copy.test_images, lossless.test_images)
 
 
 def _copy(ds, tmp_path, quality):

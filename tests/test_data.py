@@ -345,30 +345,6 @@ def test_dataset_validates_shapes():
         data_lib.CIFAR10(good.astype(np.float32), np.zeros(2, np.int32), good, np.zeros(2, np.int32))
 
 
-def test_psnr_against_hand_computed_values():
-    a = np.zeros((2, 32, 32, 3), np.uint8)
-    assert data_lib.psnr(a, a + 1) == pytest.approx(10 * np.log10(255**2))  # MSE 1: 48.13 dB
-    b = a.copy()
-    b[0] = 4  # half the pixels off by 4: MSE 8
-    assert data_lib.psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 8))
-    assert data_lib.psnr(a, a) == float("inf")
-
-
-def test_jpeg_recompress_off_the_block_grid_is_a_fresh_loss():
-    images = data_lib.synthetic(40, 10).train_images
-    once = data_lib.jpeg_recompress(images, 75)
-    assert once.shape == images.shape and once.dtype == np.uint8
-    same_grid = data_lib.psnr(once, data_lib.jpeg_recompress(once, 75))
-    off_grid = data_lib.psnr(once, data_lib.jpeg_recompress(once, 75, shift=4))
-    # measured: 35.9 dB on the grid, 26.1 dB off it, on this noisy synthetic data
-    assert same_grid > off_grid + 5
-    assert data_lib.psnr(once, data_lib.jpeg_recompress(once, 30, shift=4)) < off_grid - 2
-    with pytest.raises(ValueError, match=r"JPEG quality must be in 1..95 \(PIL's useful range\), got 96"):
-        data_lib.jpeg_recompress(images, 96)
-    with pytest.raises(ValueError, match=r"the block-grid shift must be 0..7 pixels .*, got 8"):
-        data_lib.jpeg_recompress(images, 75, shift=8)
-
-
 # --- tfds -----------------------------------------------------------------------
 
 
@@ -420,15 +396,6 @@ def test_real_cifar10(real_cifar):
     assert_balanced(real_cifar, 50_000, 10_000)
     mean = real_cifar.train_images.reshape(-1, 3).mean(axis=0) / 255.0
     np.testing.assert_allclose(mean, [0.4914, 0.4822, 0.4465], atol=0.01)
-
-
-def test_jpeg_recompress_uses_the_copys_encoder_settings(real_cifar):
-    # The copy is quality 75 with libjpeg's tables and 4:2:0 colour: encoding it again
-    # with the same settings on the same grid leaves it almost as it is (measured on these
-    # 500 test images: 49.8 dB; with 4:4:4 colour 43.6 dB, at quality 80 40.3 dB).
-    images = real_cifar.test_images[:500]
-    assert data_lib.psnr(images, data_lib.jpeg_recompress(images, 75)) > 45
-    assert data_lib.psnr(images, data_lib.jpeg_recompress(images, 75, shift=4)) < 35
 
 
 def test_tfds_arrays_are_decoded_once_and_cached_as_the_other_sources(tmp_path, monkeypatch):
