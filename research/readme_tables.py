@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import re
 import sys
 from pathlib import Path
@@ -896,6 +897,21 @@ def block_carry_cost(root: Path) -> str:
     )
 
 
+def block_predict_example(root: Path) -> str:
+    """The after-training commands on three image files, with what they printed, from a real run."""
+    r = _read(root, "predict-example")
+    files = ", ".join(f"`{i['file']}` ({i['size'][0]}x{i['size'][1]} {i['mode']}, {i['made']})" for i in r["images"])
+    return (
+        f"On `{r['run']}` (a network at {_pct(r['run_test_accuracy'])} test accuracy), with three files made from "
+        f"test images of {r['data']}: {files} "
+        f"([results/predict-example.json](results/predict-example.json), `{r['command']}`):\n\n"
+        f"```console\n$ {r['commands']['predict']}\n" + "\n".join(r["predict"]) + "\n"
+        f"$ {r['commands']['predict_json']}\n" + json.dumps(r["predict_json"][0]) + "\n...\n"
+        f"$ {r['commands']['gradcam']}\n" + "\n".join(r["gradcam"]) + "\n```\n\n"
+        f"![Grad-CAM of an image of another size]({r['figure']})\n"
+    )
+
+
 BLOCKS = {
     "quick": block_quick,
     "augment": block_augment,
@@ -918,6 +934,7 @@ BLOCKS = {
     "jpeg-cost": block_jpeg_cost,
     "carry-copy": block_carry_copy,
     "carry-cost": block_carry_cost,
+    "predict-example": block_predict_example,
 }
 
 
