@@ -319,9 +319,12 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
                     f"{out} has no intact finished checkpoint ({why}): starting it again from its first step, "
                     "which its seed makes the same."
                 )
-            elif done >= config.epochs:
+            elif done >= config.epochs and (out / "summary.json").exists():
                 say(f"{out} is complete ({done} of {config.epochs} epochs); nothing to resume, nothing changed.")
                 return RunResult(records.read_json(out / "summary.json"), None)
+            elif done >= config.epochs:  # stopped after its last checkpoint, before the summary was written
+                left = "its summary, figures and Grad-CAM" if config.gradcam else "its summary and figures"
+                say(f"{out} trained its {done} epochs but stopped before writing {left}: writing them now.")
         if ds is None:
             say(f"Loading CIFAR-10 ({resolve_source(config.data)}) ...", flush=True)
             try:
@@ -367,7 +370,8 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
                 position = Position(meta["epoch"], meta["batch"], meta["step"])
                 carried = float(meta.get("epoch_seconds", 0.0)) if position.batch else 0.0
                 log = _read_log(out, position, steps_per_epoch, config.tta)
-                say(f"Resuming {out} at epoch {position.epoch + 1}, batch {position.batch} (step {position.step}).")
+                if position.epoch < config.epochs:
+                    say(f"Resuming {out} at epoch {position.epoch + 1}, batch {position.batch} (step {position.step}).")
             else:
                 state = parallel.put_replicated(state, mesh)
                 position = Position(0, 0, 0)

@@ -351,6 +351,28 @@ def test_data_unchanged_by_a_resume_of_a_finished_run(tiny_run, capsys):
     assert files() == before
 
 
+def test_a_run_stopped_after_its_last_checkpoint_writes_its_summary_and_figures_on_resume(tiny_run, tmp_path, capsys):
+    # The process ends (a session's end, SIGKILL) after the last epoch's checkpoint, before summary.json,
+    # the figures and Grad-CAM: --resume trains nothing and writes them.
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    finishing = ["summary.json", "accuracy.png", "gradcam_misclassified.png", "gradcam_grid.png"]
+    for name in finishing:
+        (out / name).unlink()
+    steps = read(out / "metrics.json")["steps"]
+    summary = train.train_and_evaluate(TrainConfig(out=str(out), resume=True, progress=False))
+    said = capsys.readouterr().out
+    assert f"{out} trained its 3 epochs but stopped before writing its summary, figures and Grad-CAM" in said
+    assert "Resuming" not in said and "epoch  1/3" not in said  # nothing trained again
+    before = tiny_run[1]
+    assert summary == read(out / "summary.json") and summary["status"] == "completed"
+    for key in ("epochs_completed", "final_test_accuracy", "best_test_accuracy", "final_test_accuracy_tta", "seed"):
+        assert summary[key] == before[key]
+    assert read(out / "metrics.json")["steps"] == steps and all((out / name).exists() for name in finishing)
+
+
 def test_data_is_the_configs_when_given_none(tmp_path):
     ds = data_lib.synthetic(n_train=640, n_test=200, seed=0)
     summary = train.train_and_evaluate(tiny_config(tmp_path, epochs=1, peak_epoch=0.5, tta=False), ds)
