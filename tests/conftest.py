@@ -10,7 +10,8 @@ from jaxcifar import startup
 # pytest-xdist runs the suite in one worker per core (`-n auto` in pyproject.toml), each pinned to
 # its own core before JAX starts, so XLA sizes its thread pool to that core: two workers of two
 # threads each on 2 cores made the whole suite slower than one process (26.7 against 18.7 min on a
-# 2-core AMD EPYC), one pinned worker per core faster (10.6 min). Subprocesses inherit the core.
+# 2-core AMD EPYC), one pinned worker per core faster (10.6 min; 8.6 with one compilation cache for
+# both, below). Subprocesses inherit the core.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...; None without xdist
 if WORKER and hasattr(os, "sched_setaffinity"):
     _cores = sorted(os.sched_getaffinity(0))
