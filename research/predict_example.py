@@ -29,8 +29,12 @@ from PIL import Image
 from jaxcifar import gradcam, predict, records
 from jaxcifar.errors import entry_point
 
-# (class folder, file written, how): the image as it is, a photo-sized JPEG, a grey PNG
-EXAMPLES = (("ship", "ship.png", "as is"), ("cat", "cat-photo.jpg", "160x120"), ("horse", "horse-grey.png", "grey"))
+# (class folder, file written, how it was made from the test image, the change)
+EXAMPLES = (
+    ("ship", "ship.png", "as it is", lambda image: image),
+    ("cat", "cat-photo.jpg", "enlarged", lambda image: image.resize((160, 120), Image.Resampling.BICUBIC)),
+    ("horse", "horse-grey.png", "in grey", lambda image: image.convert("L")),
+)
 
 
 def first_test_image(archive: Path, folder: str) -> tuple[str, Image.Image]:
@@ -47,18 +51,13 @@ def first_test_image(archive: Path, folder: str) -> tuple[str, Image.Image]:
 
 
 def write_examples(archive: Path, where: Path) -> list[dict]:
-    """The example files in `where`, as a user's files: [{"file", "from", "size", "mode"}]."""
+    """The example files in `where`, as a user's files: [{"file", "from", "size", "mode", "made"}]."""
     made = []
-    for folder, name, how in EXAMPLES:
+    for folder, name, how, change in EXAMPLES:
         member, image = first_test_image(archive, folder)
-        if how == "grey":
-            image = image.convert("L")
-        elif how != "as is":
-            width, height = map(int, how.split("x"))
-            image = image.resize((width, height), Image.Resampling.BICUBIC)
+        image = change(image)
         image.save(where / name, **({"quality": 90} if name.endswith(".jpg") else {}))
-        made.append({"file": name, "from": member, "size": list(image.size), "mode": image.mode,
-                     "made": {"as is": "as it is", "grey": "in grey"}.get(how, "enlarged")})  # fmt: skip
+        made.append({"file": name, "from": member, "size": list(image.size), "mode": image.mode, "made": how})
     return made
 
 
@@ -85,10 +84,8 @@ def make(run: Path, archive: Path, figure: Path) -> dict:
             as_json = [json.loads(line) for line in printed(predict.main, ["--run", shown, "--json", *names])]
             photo = names[1]
             cam = printed(gradcam.main, ["--run", shown, "--image", photo, "--out", "."])
-            drawn = where / f"gradcam_{Path(photo).stem}.png"
-            figure = here / figure
-            figure.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(drawn, figure)
+            (here / figure).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(where / f"gradcam_{Path(photo).stem}.png", here / figure)
         finally:
             os.chdir(here)
     return {
@@ -104,7 +101,7 @@ def make(run: Path, archive: Path, figure: Path) -> dict:
         "predict": text,
         "predict_json": as_json,
         "gradcam": cam,
-        "figure": str(figure.relative_to(here)) if figure.is_relative_to(here) else str(figure),
+        "figure": str(figure),
         **records.provenance(),
     }
 
