@@ -4,16 +4,17 @@ The recipe of the PyTorch original, per image and freshly random each epoch:
 
   1. pad 4 pixels on each side by reflection (40x40; edge pixels not repeated,
      OpenCV's BORDER_REFLECT_101 = NumPy's "reflect" = torchvision's "reflect");
-  2. random crop 32x32 (offsets uniform in 0..8 on each axis);
+  2. random crop 32x32 (offsets uniform in 0..8 on each axis; the original's
+     albumentations drew 0..7 under 0.1.12, and its version is not recorded);
   3. horizontal flip with probability `flip_prob` (0.5; the original used 0.7);
-  4. normalise per channel with the CIFAR-10 train mean and std;
+  4. normalise per channel with the CIFAR-10 train mean and std (the original: 0.5, 0.5);
   5. Cutout: one 8x8 hole, filled with 0 after normalisation, in every image
-     (`cutout_prob` 1) and whole inside it (`cutout_placement` "inside": top-left
+     (`cutout_prob` 1, as the original's `Cutout(num_holes=1, max_h_size=8,
+     max_w_size=8, p=1)`), whole inside it (`cutout_placement` "inside": top-left
      corner uniform in 0..24 on each axis, as albumentations 2's CoarseDropout and
-     Page's cifar10-fast place it). The original's albumentations 0.4 `Cutout`
-     drew the centre anywhere in 0..32 and clipped the hole at the border, so its
-     holes cover 54.7 pixels on average rather than 64 ("clip"), and applied it
-     with its default probability 0.5 (`cutout_prob`): half the images uncut.
+     Page's cifar10-fast place it). "clip" draws the centre anywhere in 0..32 and
+     clips the hole at every border, as albumentations 0.1.12's `Cutout` did (54.7
+     pixels on average rather than 64; 0.4.6 clipped only at the bottom and right).
 
 Test images are only normalised. Three implementations with the same distribution:
 
@@ -41,6 +42,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -66,7 +68,7 @@ class AugmentConfig:
     pad: int = 4  # pixels of reflection padding on each side
     flip_prob: float = 0.5  # probability of a horizontal flip
     cutout: int = 8  # side of the square hole; 0 disables Cutout
-    cutout_prob: float = 1.0  # share of images that get a hole (the original's albumentations 0.4: 0.5)
+    cutout_prob: float = 1.0  # share of images that get a hole (the original: p=1, every image)
     cutout_placement: str = "inside"  # inside: whole in the image | clip: centre anywhere, clipped (see above)
     mean: tuple[float, float, float] = CIFAR10_MEAN  # per channel, 0..1 scale
     std: tuple[float, float, float] = CIFAR10_STD
@@ -339,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     labels = [ds.class_names[ds.train_labels[i]] for i in picks]
     from jaxcifar import plots  # matplotlib, for this command only: config imports augment
 
-    plots.augmented_samples(originals, copies, labels, args.out, title=f"{args.augment} augmentation, {ds.source}")
+    source = ds.source.replace(args.data, Path(args.data).name) if args.data else ds.source  # no machine's folders
+    plots.augmented_samples(originals, copies, labels, args.out, title=f"{args.augment} augmentation, {source}")
     print(f"wrote {args.out}")
 
 

@@ -200,14 +200,12 @@ class TrainConfig:
     )
     flip_prob: float = setting(0.5, "augmentation", "horizontal flip probability (the PyTorch original: 0.7)")
     cutout: int = setting(8, "augmentation", "Cutout hole side in pixels, 0 disables")
-    cutout_prob: float = setting(
-        1.0, "augmentation", "share of images that get a hole (the original: 0.5, albumentations 0.4's default)"
-    )
+    cutout_prob: float = setting(1.0, "augmentation", "share of images that get a hole (the original: 1, every image)")
     cutout_placement: str = setting(
         "inside",
         "augmentation",
-        "inside: the hole whole inside the image; clip: its centre anywhere, clipped at the border, as the "
-        "original's albumentations 0.4 Cutout",
+        "inside: the hole whole inside the image; clip: its centre anywhere, clipped at every border, as "
+        "albumentations 0.1.12's Cutout placed it (the original's version is not recorded)",
     )
     workers: int = setting(0, "augmentation", "augmentation threads", shown="0 = min(4, CPU cores)")
     # LR range test (with lr_max None, or `python -m jaxcifar.lr_range`)
@@ -217,7 +215,13 @@ class TrainConfig:
         980, "LR range test", "sweep length in steps (10 epochs of 98 batches in the original)", aliases=["--num-iter"]
     )
     lr_range_mode: str = setting("exp", "LR range test", "spacing of the sweep's LRs", aliases=["--lr-mode"])
-    lr_range_rule: str = setting("accuracy", "LR range test", "how LR_MAX is picked from the sweep", aliases=["--rule"])
+    lr_range_rule: str = setting(
+        "plateau",
+        "LR range test",
+        "how LR_MAX is picked from the sweep; plateau: the geometric middle of the LRs whose smoothed accuracy is "
+        "within 5%% of its peak, the pick that moves least from one CPU to another (docs/lr_range.md)",
+        aliases=["--rule"],
+    )
     lr_range_smoothing: float = setting(
         0.05, "LR range test", "EMA factor of the smoothed curves", aliases=["--smoothing"]
     )
@@ -269,7 +273,8 @@ class TrainConfig:
         "run",
         "a first try in minutes on a CPU: "
         + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
-        + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g}; flags given beside it win",
+        + f", peak at epoch {QUICK['epochs'] * PEAK_FRACTION:.3g} (so it tests on {QUICK['n_test']:,} of the "
+        "10,000 test images: a smoke test, not a result); flags given beside it win",
     )
     overrides: tuple[str, ...] = setting((), None)  # preset settings this config changes (given beside the preset)
     from_config: str | None = setting(

@@ -225,6 +225,29 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+# The vector extensions that decide which CPU kernels XLA emits, and so the rounding of every sum:
+# the same --quick sweep picked LR_MAX 0.0285 on one 2-core CPU and 0.0534 on another (issue 46).
+VECTOR_EXTENSIONS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's model name and the vector extensions it has, from /proc/cpuinfo (Linux) or `cpuinfo`'s
+    text; elsewhere the model from `platform.processor()` and no extensions (an empty list means unknown)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {"model": platform.processor() or platform.machine(), "vector_extensions": []}
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", fields.get("Features", "")).split())
+    model = fields.get("model name") or fields.get("Model") or platform.processor() or platform.machine()
+    return {"model": model, "vector_extensions": [x for x in VECTOR_EXTENSIONS if x in flags]}
+
+
 def provenance() -> dict[str, Any]:
     """Command, library versions and hardware, for every results JSON."""
     import jax  # here, not at the top: data and augment use this module and import no JAX
@@ -236,5 +259,5 @@ def provenance() -> dict[str, Any]:
         "platform": devices[0].platform,
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
-        "host": {"machine": platform.machine(), "cpu_count": os.cpu_count(), "system": platform.system()},
+        "host": {"machine": platform.machine(), "cpu_count": os.cpu_count(), "system": platform.system(), "cpu": cpu()},
     }

@@ -397,7 +397,10 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
         if summary["status"] == "completed":
             say(
                 f"Done: final test accuracy {100 * summary['final_test_accuracy']:.2f}%, best "
-                f"{100 * summary['best_test_accuracy']:.2f}% (epoch {summary['best_epoch']}); results in {out}"
+                f"{100 * summary['best_test_accuracy']:.2f}% (epoch {summary['best_epoch']}) on "
+                f"{len(ds.test_labels):,} test images"
+                + (" (a --quick run: a smoke test, not a result)" if config.quick else "")
+                + f"; results in {out}"
             )
         else:
             say(summary["message"], file=sys.stderr)

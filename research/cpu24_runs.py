@@ -37,7 +37,8 @@ _CPU24 = (
     ),
     (
         "cpu-24-original-aug",
-        "the original's LR pair and augmentation",
+        # Not the original's augmentation, as it was once labelled: the original cut every image (p=1).
+        "the original's LR pair, its flip p=0.7 and a clipped Cutout on half the images",
         "--lr-max 0.0444 --lr-min 0.00444 --flip-prob 0.7 --cutout-prob 0.5 --cutout-placement clip",
         "recipe",
     ),
@@ -47,7 +48,7 @@ CPU24_COMMON = ("--data", "../shared/data/cifar10-jpeg.tar.gz", "--tta")
 CPU24_FLAGS = {name: flags.split() for name, _, flags, _ in _CPU24}
 CPU24_EXPERIMENTS = tuple((name, f"{what} (`{flags}`)", kind) for name, what, flags, kind in _CPU24)
 # Runs that differ from an earlier experiment in one setting group, compared with it too:
-# the original's augmentation on top of the original's LR pair.
+# the flip and Cutout changes on top of the original's LR pair.
 CPU24_BASES = {"cpu-24-original-aug": "cpu-24-lr-original"}
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU evidence in one device call (docs/gpu.md: the call, its carry, what to do with what comes back).
+# The GPU evidence in one device call (research/gpu_session.md: the call, its carry, what to do with what comes back).
 # From the repository root on the device:
 #
 #   bash research/gpu_session.sh all          # the call: LR range test, the 24-epoch recipe with every figure and
@@ -18,7 +18,7 @@
 # replace the CPU's; each stage leaves $OUT/evidence(-<stage>).tar.gz, its log and gpu.txt (`all` also all.json,
 # its ledger of parts kept and left out): unpack here and commit.
 #
-# Prepare here first (docs/gpu.md; .carry is git-ignored, name it in the call's carry):
+# Prepare here first (research/gpu_session.md; .carry is git-ignored, name it in the call's carry):
 #   python -m research.carry_copy --png ../shared/data/cifar10-png.tar.gz --lossless-test --quality 90 \
 #     --max-mb 56 --out .carry/cifar10-carry-lt.tar.gz     # 54 MB: the test set lossless, the training set JPEG
 # No wheels are needed (albumentations, missing from the image, serves only --augment albumentations). Where

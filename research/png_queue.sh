@@ -10,7 +10,7 @@
 # (runs/cpu-24-png-*) and the data cache (runs/.cache) sit in the ignored runs/ folder. In order:
 #   a  the plateau rule's LR pair from results/lr-range-cpu-png.json, seed 0
 #   b  --recipe cifar10-fast, seed 0
-#   c  the accuracy rule's pair (the default), seed 0
+#   c  the accuracy rule's pair (the default before issue 46), seed 0
 #   d  the better of a and c by final test accuracy, seeds 1 and 2
 # Each run, once finished: python -m research.collect_run runs/NAME --name NAME --suffix=-NAME
 # Environment (the tests rehearse the queue tiny with them): PYTHON (default .venv/bin/python), DATA,

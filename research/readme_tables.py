@@ -1,10 +1,11 @@
-"""The README's numbers, generated from the committed results.
+"""The docs' numbers, generated from the committed results.
 
     python -m research.readme_tables [--check]
 
-Every measured number in README.md sits in a block generated from a committed
+Every measured number in docs/*.md sits in a block generated from a committed
 results/*.json; this module writes the blocks, and with --check (and in the test
-suite) fails where a block and its results disagree.
+suite) fails where a block and its results disagree. The README is written by hand
+and its numbers are checked by tests/test_readme.py.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from jaxcifar.config import LR_MIN_RULES, TrainConfig
 from jaxcifar.errors import entry_point
 from research.cpu24_runs import CPU24_BASES, CPU24_EXPERIMENTS
 
-# --- the README's numbers ----------------------------------------------------------
+# --- the docs' numbers --------------------------------------------------------------
 #
-# Every measured number in README.md sits in a block generated from a committed
+# Every measured number in docs/*.md sits in a block generated from a committed
 # results/*.json:
 #
 #   <!-- results: NAME -->
@@ -53,7 +54,7 @@ QUOTED = {
 def _read(root: Path, name: str) -> dict:
     path = root / "results" / f"{name}.json"
     if not path.exists():
-        raise FileNotFoundError(f"README block needs {path}: make it with the command the README names")
+        raise FileNotFoundError(f"a generated block needs {path}: make it with the command the docs name")
     return records.read_json(path)
 
 
@@ -120,7 +121,9 @@ def block_lr_rules_full(root: Path) -> str:
     for rule, lr_max in lr_range.suggest(rec).items():
         found = lr_range.suggest_min(rec, lr_max, div, fraction)
         cells = [f"{found[m]['lr']:.3g}" if found[m]["lr"] is not None else "cannot decide" for m in LR_MIN_RULES]
-        rows.append([f"`{rule}`" + (" (default)" if rule == "accuracy" else ""), f"{lr_max:.3g}", *cells])
+        rows.append(
+            [f"`{rule}`" + (" (default)" if rule == TrainConfig().lr_range_rule else ""), f"{lr_max:.3g}", *cells]
+        )
     header = ["LR_MAX rule", "LR_MAX", *(f"LR_MIN `{m}`" for m in LR_MIN_RULES)]
     return (
         _table(header, rows)
@@ -381,6 +384,8 @@ def _how_far(r: dict, epochs: int) -> str:
 
 def _data_label(r: dict) -> str:
     """Which CIFAR-10 a run read: the lossless PNG set (the official pixels) or the JPEG copy."""
+    if label := (r.get("data_file") or {}).get("label"):
+        return label
     name = (r.get("data_file") or {}).get("file") or r.get("data_source", "")
     if "cifar10-png" in name:
         return "official CIFAR-10 (lossless PNG)"
@@ -402,6 +407,7 @@ def block_results(root: Path) -> str:
     ]
     w16 = "David Page's cifar10-fast settings at width 16 (`--recipe cifar10-fast --width 16 --tta`), 2-core CPU"
     runs = (
+        (HEADLINE, f"jaxcifar, {HEADLINE_LABEL}, 2-core CPU"),
         ("cpu-24-w16-fast-png", f"jaxcifar, {w16}"),
         ("cpu-24-w16-fast-jpeg", f"jaxcifar, {w16}"),
         ("cpu-24", "jaxcifar, the recipe, 24 epochs, 2-core CPU"),
@@ -429,6 +435,108 @@ def block_results(root: Path) -> str:
         ["run", "data", "test accuracy, final / best", "train accuracy, best", "LR_MAX / LR_MIN", "train + eval time"],
         rows,
     )
+
+
+# The README's headline run: the default recipe at width 64 on the official images (issue 46).
+HEADLINE = "png-default-s0"
+HEADLINE_LABEL = (
+    "the default recipe at width 64, seed 0 (the `accuracy` rule's pair from the committed PNG sweep, "
+    "`--lr-range-json results/lr-range-cpu-png.json --lr-range-rule accuracy --tta`)"
+)
+# The JPEG runs shown beside it per epoch: other LR pairs and older code, so their gap is not the JPEG copy's alone.
+PNG_BESIDE = (("cpu-24", "the recipe on the JPEG copy (LR_MAX 0.0781, XLA's kernels)"),
+              ("cpu-24-plateau", "the `plateau` pair on the JPEG copy (LR_MAX 0.029)"))  # fmt: skip
+CURVE = slice(6, 19)  # epochs 7-19: where the headline run falls furthest behind the original
+
+
+def block_png_epochs(root: Path) -> str:
+    """The headline run per epoch beside the original's published curve and the JPEG runs; the mean gap
+    over CURVE and over the last three epochs in two rows of their own."""
+    r = _read(root, HEADLINE)
+    ours, tta = r["epochs"]["test_accuracy"], r["epochs"].get("test_accuracy_tta")
+    beside = [(label, _read(root, n)["epochs"]["test_accuracy"]) for n, label in PNG_BESIDE if _exists(root, n)]
+    seconds = [t + e for t, e in zip(r["epochs"]["seconds"], r["epochs"]["eval_seconds"])]
+    rows = []
+    for i, a in enumerate(ours):
+        row = [str(i + 1), f"{100 * a:.2f}", f"{100 * tta[i]:.2f}" if tta else "", f"{ORIGINAL_TEST_ACCURACY[i]:.2f}"]
+        row += [f"{100 * a - ORIGINAL_TEST_ACCURACY[i]:+.2f}", *(f"{100 * acc[i]:.2f}" for _, acc in beside)]
+        rows.append(row + [f"{seconds[i]:.0f}"])
+    for name, span in ((f"mean, epochs {CURVE.start + 1}-{CURVE.stop}", CURVE), ("mean, epochs 22-24", slice(21, 24))):
+        gap = np.mean([100 * a - o for a, o in zip(ours[span], ORIGINAL_TEST_ACCURACY[span])])
+        rows.append([name, "", "", "", f"{gap:+.2f}", *("" for _ in beside), ""])
+    header = ["epoch", "jaxcifar, PNG", "flip TTA", "the PyTorch original", "jaxcifar - original"]
+    header += [f"jaxcifar, {label}" for label, _ in beside] + ["seconds"]
+    return _table(header, rows) + (
+        f"\n([results/{HEADLINE}.json](results/{HEADLINE}.json), test accuracy in %; seconds are training plus "
+        "evaluation with flip TTA, on a CPU shared with other work.)\n"
+    )
+
+
+# The committed 24-epoch width-64 runs trained with each rule's pair: (results name, data).
+RULE_RUNS = {
+    "accuracy": (("png-default-s0", "PNG"), ("cpu-24", "JPEG")),
+    "plateau": (("cpu-24-plateau", "JPEG"),),
+}
+
+
+def block_lr_rule_default(root: Path) -> str:
+    """One table for the default LR_MAX rule: each rule's pick on both full sweeps, how far its `--quick` pick
+    moves with the rounding (kernel variants) and with the seed, and what its pairs trained to."""
+    png, jpeg = (_suggest_again(_read(root, name)) for name in ("lr-range-cpu-png", "lr-range-cpu-full"))
+    study, quick = _read(root, "lr-rule-stability-cpu"), _read(root, "lr-rules-cpu-quick")
+    trained = {p["rule"]: p for p in quick["pairs"] if p["lr_min_rule"] == "div"}
+    rows = []
+    for rule, spread in study["rules"].items():
+        runs = [(_read(root, n), d) for n, d in RULE_RUNS.get(rule, ()) if _exists(root, n)]
+        full = "; ".join(f"{_pct(r['final_test_accuracy'])} ({d}, {r['lr_max']:.3g})" for r, d in runs)
+        q = trained.get(rule)
+        rows.append(
+            [
+                f"`{rule}`" + (" (default)" if rule == TrainConfig().lr_range_rule else ""),
+                f"{png[rule]:.3g} / {jpeg[rule]:.3g}",
+                f"{spread['log10_std_over_kernels']:.2f} (x{spread['max_over_min_over_kernels']:.2f})",
+                f"{spread['log10_std_over_seeds']:.2f}",
+                full,
+                f"{100 * q['final_test_accuracy_mean']:.2f}% +- {100 * q['final_test_accuracy_std']:.2f}" if q else "",
+            ]
+        )
+    original = _read(root, "cpu-24-lr-original")
+    rows.append(
+        [
+            "the original's own pick (its sweep)",
+            f"{ORIGINAL_LR_MAX:g}",
+            "",
+            "",
+            f"{_pct(original['final_test_accuracy'])} (JPEG, {ORIGINAL_LR_MAX:g})",
+            "",
+        ]
+    )
+    header = [
+        "LR_MAX rule",
+        "pick, full sweep, PNG / JPEG",
+        "`--quick` pick's spread over 4 roundings (log10 std; largest / smallest)",
+        "over 3 sweep seeds (log10 std)",
+        "24 epochs, width 64, final test accuracy",
+        "`--quick` training, 3 seeds",
+    ]
+    cpu = study["host"].get("cpu", {})
+    return _table(header, rows) + (
+        f"\nRoundings: {', '.join(study['variants'])} (`--conv`, `--batch-norm`), seeds {study['seeds']}, "
+        f"on the official images, {cpu.get('model', 'CPU')} ({', '.join(cpu.get('vector_extensions', []))}) "
+        f"([results/lr-rule-stability-cpu.json](results/lr-rule-stability-cpu.json), `{study['command']}`); "
+        "full sweeps: [results/lr-range-cpu-png.json](results/lr-range-cpu-png.json), "
+        "[results/lr-range-cpu-full.json](results/lr-range-cpu-full.json); `--quick` training: "
+        "[results/lr-rules-cpu-quick.json](results/lr-rules-cpu-quick.json) (the JPEG copy).\n"
+    )
+
+
+def _suggest_again(sweep: dict) -> dict[str, float]:
+    """Every rule's LR_MAX read off a committed sweep's records by today's rules (older sweeps lack some)."""
+    return lr_range.suggest({k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()})
+
+
+def _exists(root: Path, name: str) -> bool:
+    return (root / "results" / f"{name}.json").exists()
 
 
 # davidcpage/cifar10-fast: median test accuracy of 50 runs of 24 epochs, official CIFAR-10, V100.
@@ -927,6 +1035,8 @@ BLOCKS = {
     "ctrl-c": block_ctrl_c,
     "ctrl-c-startup": block_ctrl_c_startup,
     "results": block_results,
+    "png-epochs": block_png_epochs,
+    "lr-rule-default": block_lr_rule_default,
     "cpu-24-epochs": block_cpu24_epochs,
     "cpu-24-why": block_cpu24_why,
     "cpu-24-time": block_cpu24_time,
@@ -988,15 +1098,16 @@ def readme_problems(text: str, root: Path = Path("."), path: Path | None = None)
 
 
 def documents(root: Path) -> list[Path]:
-    """The files whose numbers are checked: README.md and every docs/*.md."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    """The files whose generated blocks are made and checked: every docs/*.md and research/*.md. The README
+    is written by hand; tests/test_readme.py checks its numbers against the results."""
+    return sorted((root / "docs").glob("*.md")) + sorted((root / "research").glob("*.md"))
 
 
 @entry_point
 def main(argv=None) -> list[str]:
     parser = argparse.ArgumentParser(
         prog="python -m research.readme_tables",
-        description="Rewrite the generated blocks of README.md and docs/*.md from results/*.json, or check them.",
+        description="Rewrite the generated blocks of docs/*.md from results/*.json, or check them.",
     )
     parser.add_argument("--check", action="store_true", help="only report differences; exit 1 if any (default: off)")
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")

@@ -138,8 +138,8 @@ def test_the_default_draws_are_those_of_earlier_versions():
         np.testing.assert_array_equal(got, want)
 
 
-def test_clipped_holes_follow_the_originals_cutout():
-    # albumentations 0.4's Cutout (the original's): centre c uniform in 0..32 on each
+def test_clipped_holes_follow_albumentations_0_1_12s_cutout():
+    # albumentations 0.1.12's Cutout (what the original's Colab likely ran): centre c uniform in 0..32 on each
     # axis, rows max(c-4, 0) .. min(c+4, 32): 4, 5, 6, 7 rows for c = 0..3 and 29..32,
     # 8 rows for the 25 centres between; the top row is 0 for c = 0..4, c-4 above.
     n = 6600
@@ -214,7 +214,7 @@ def test_numpy_and_albumentations_agree_in_distribution():
     np.testing.assert_allclose(ma[..., 2], 200, atol=0.5)
 
 
-def test_numpy_and_albumentations_agree_on_the_originals_cutout():
+def test_numpy_and_albumentations_agree_on_clipped_cutout_on_half_the_images():
     pytest.importorskip("albumentations")
     n, config = 4000, AugmentConfig(cutout_prob=0.5, cutout_placement="clip")
     images = coordinate_images(n)
@@ -240,7 +240,7 @@ def test_albumentations_pipeline_is_the_recipe():
     assert pipeline.transforms[2].p == 0.7
     drop = pipeline.transforms[4]
     assert drop.num_holes_range == (1, 1) and drop.hole_height_range == (8, 8) and drop.fill == 0 and drop.p == 1
-    # The original's Cutout: a whole hole in the image padded by 4 with zeros, then cropped back.
+    # The clipped Cutout: a whole hole in the image padded by 4 with zeros, then cropped back.
     clipped = aug.albumentations_pipeline(AugmentConfig(cutout_prob=0.5, cutout_placement="clip")).transforms[4:]
     assert [type(t) for t in clipped] == [A.PadIfNeeded, A.CoarseDropout, A.CenterCrop]
     assert (clipped[0].min_height, clipped[0].border_mode, clipped[0].fill) == (40, cv2.BORDER_CONSTANT, 0)

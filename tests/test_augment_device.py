@@ -105,4 +105,4 @@ def test_a_run_with_device_augmentation_sweeps_and_trains(tmp_path):
     config = TrainConfig(**{**TINY_RUN, "augment": "device", "lr_max": None, "lr_range_iters": 20})
     summary = train.train_and_evaluate(dataclasses.replace(config, out=str(tmp_path / "run")), ds)
     assert summary["status"] == "completed" and summary["final_train_accuracy"] > 0.5
-    assert summary["lr"]["rule"] == "accuracy" and (tmp_path / "run" / "lr_range.json").exists()
+    assert summary["lr"]["rule"] == "plateau" and (tmp_path / "run" / "lr_range.json").exists()

@@ -132,6 +132,7 @@ def test_help_shows_every_flag_with_its_default(capsys):
                                     "recipe", "lr_range_json", "out", "data_dir")), action.dest  # fmt: skip
     text = parser.format_help()
     assert "--quick" in text and "peak at epoch 1.67" in text  # --quick's values, its peak included
+    assert "tests on 1,000 of the 10,000 test images" in " ".join(text.split())
     assert "5/24 of --epochs" in text
 
 

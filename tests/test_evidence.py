@@ -39,6 +39,21 @@ def test_a_result_names_the_file_its_images_came_from(tmp_path):
     assert found == {"file": "cifar10-png.tar.gz", "bytes": 3, "sha256": expected}
     assert collect_run.data_file("synthetic", tmp_path) is None and collect_run.data_file(None) is None
     assert collect_run.data_file(str(tmp_path)) is None  # an extracted folder: its files are not hashed
+    # A known archive gets the name every number is reported under (the digest is looked up, not the file name).
+    monkey = dict(collect_run.KNOWN_DATA)
+    try:
+        collect_run.KNOWN_DATA[expected] = "official CIFAR-10 (lossless PNG)"
+        assert collect_run.data_file("cifar10-png.tar.gz", tmp_path)["label"] == "official CIFAR-10 (lossless PNG)"
+    finally:
+        collect_run.KNOWN_DATA.clear()
+        collect_run.KNOWN_DATA.update(monkey)
+
+
+def test_a_run_that_did_not_record_its_cpu_is_given_its_machine(tmp_path, tiny_run):
+    run = tiny_run[0]
+    out = collect_run.collect(run, "tiny", root=tmp_path, machine="2-core AMD EPYC (AVX2, no AVX-512)")
+    host = json.loads(out.read_text())["host"]
+    assert host["described"] == "2-core AMD EPYC (AVX2, no AVX-512)" and host["cpu_count"] >= 1
 
 
 def write_ctrl_c(root, latency):
@@ -48,7 +63,7 @@ def write_ctrl_c(root, latency):
     (root / "results" / "ctrl-c-cpu.json").write_text(json.dumps(record))
 
 
-def test_readme_blocks_are_made_from_results_and_checked_against_them(tmp_path):
+def test_docs_blocks_are_made_from_results_and_checked_against_them(tmp_path):
     write_ctrl_c(tmp_path, 5.25)
     text = "# x\n\nBefore.\n\n<!-- results: ctrl-c -->\nstale\n<!-- /results -->\n\nAfter 93.18%.\n"
     made = readme_tables.render_readme(text, tmp_path)
@@ -60,13 +75,17 @@ def test_readme_blocks_are_made_from_results_and_checked_against_them(tmp_path):
     stray = made + "\nIt reached 91.23% and 1,234 img/s (a bar shows loss, accuracy, images/s).\n"
     problems = readme_tables.readme_problems(readme_tables.render_readme(stray, tmp_path), tmp_path)
     assert len(problems) == 2 and "91.23%" in problems[0] and "1,234 img/s" in problems[1]
-    readme = tmp_path / "README.md"
-    readme.write_text(made)
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text(made)
+    (tmp_path / "README.md").write_text("# x\n\nIt reached 91.23%.\n")  # written by hand: tests/test_readme.py
     with pytest.raises(SystemExit) as exc:
         readme_tables.main(["--check", "--root", str(tmp_path)])
     assert exc.value.code == 1
     readme_tables.main(["--root", str(tmp_path)])
-    assert "9.0 s after the signal" in readme.read_text()
+    assert "9.0 s after the signal" in page.read_text()
+    assert readme_tables.main(["--check", "--root", str(tmp_path)]) == []
+    assert (tmp_path / "README.md").read_text() == "# x\n\nIt reached 91.23%.\n"  # not touched
 
 
 def test_a_block_in_docs_links_up_to_results_and_broken_links_are_found(tmp_path):
@@ -438,8 +457,8 @@ def test_the_png_sweep_block_puts_every_rules_picks_beside_the_jpeg_sweeps(tmp_p
         (tmp_path / "results" / f"{name}.json").write_text(json.dumps(sweep))
     made = readme_tables.block_lr_range_png(tmp_path)
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in made.splitlines()[2:8]}
-    assert list(rows) == ["`accuracy` (default)", "`accuracy-raw`", "`steepest`", "`min-loss`", "`valley`", "`plateau`"]
-    assert rows["`accuracy` (default)"][:2] == ["0.156", "0.0781"]  # the JPEG sweep's own pick: 0.0781
+    assert list(rows) == ["`accuracy`", "`accuracy-raw`", "`steepest`", "`min-loss`", "`valley`", "`plateau` (default)"]
+    assert rows["`accuracy`"][:2] == ["0.156", "0.0781"]  # the JPEG sweep's own pick: 0.0781
     for png_max, jpeg_max, *mins in rows.values():
         assert float(png_max) == pytest.approx(2 * float(jpeg_max), rel=1e-2)  # both printed to 3 digits
         for both in mins:
@@ -454,7 +473,7 @@ def test_the_readme_is_a_product_page_and_the_details_live_in_docs():
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
     assert len(readme.encode()) <= 12 * 1024  # the first screen a user reads, not the lab book
-    for heading in ("## Set-up", "## Results", "## Usage", "## Layout"):
+    for heading in ("## Headline", "## Set-up", "## Usage", "## Layout"):
         assert heading in readme, heading
     linked = set(re.findall(r"\]\((docs/[a-z_]+\.md)\)", readme))
     assert linked == {f"docs/{p.name}" for p in (root / "docs").glob("*.md")}  # every page is reachable
@@ -484,3 +503,20 @@ def test_the_data_load_is_timed_twice_and_the_block_says_both(tmp_path):
     made = readme_tables.block_data_load(tmp_path)
     assert "cifar10-png.tar.gz (135 MB, sha256 81e53ff6ac7f...): 30 + 20 PNGs decoded in 41.3 s" in made
     assert "then 0.53 s from the cache (184 MB)" in made
+
+
+def test_the_headline_per_epoch_table_puts_the_original_beside_it_and_means_the_gap(tmp_path):
+    (tmp_path / "results").mkdir()
+    original = readme_tables.ORIGINAL_TEST_ACCURACY
+    ours = [(o - 1.0) / 100 for o in original]  # one point under the original in every epoch...
+    ours[23] = (original[23] + 0.5) / 100  # ...but half a point over at the end
+    epochs = {"test_accuracy": ours, "test_accuracy_tta": [a + 0.01 for a in ours], "seconds": [400.0] * 24,
+              "eval_seconds": [50.0] * 24}  # fmt: skip
+    (tmp_path / "results" / f"{readme_tables.HEADLINE}.json").write_text(json.dumps({"epochs": epochs}))
+    made = readme_tables.block_png_epochs(tmp_path)
+    assert "| 1 | 47.40 | 48.40 | 48.40 | -1.00 | 450 |" in made  # no JPEG run committed here: no column
+    assert "| 24 | 93.68 | 94.68 | 93.18 | +0.50 | 450 |" in made
+    assert "| mean, epochs 7-19 |  |  |  | -1.00 |  |" in made
+    assert f"| mean, epochs 22-24 |  |  |  | {(-1 - 1 + 0.5) / 3:+.2f} |  |" in made
+    (tmp_path / "results" / "cpu-24.json").write_text(json.dumps({"epochs": {"test_accuracy": [0.3141] * 24}}))
+    assert "| 1 | 47.40 | 48.40 | 48.40 | -1.00 | 31.41 | 450 |" in readme_tables.block_png_epochs(tmp_path)

@@ -93,7 +93,7 @@ def test_all_runs_every_part_that_fits_and_packs_them(stand_in):
     figures = {f"figures/{f}-{DEVICE}-24.png" for f in drawn}
     assert made | figures <= names and set(ledger["files"]) == names
     run = json.loads((stand_in / "results" / f"{DEVICE}-24.json").read_text())
-    assert run["status"] == "completed" and "final_test_accuracy_tta" in run and run["lr"]["rule"] == "accuracy"
+    assert run["status"] == "completed" and "final_test_accuracy_tta" in run and run["lr"]["rule"] == "plateau"
     table = json.loads((stand_in / "results" / f"seeds-{DEVICE}.json").read_text())
     assert [r["seed"] for r in table["per_seed"]] == [0, 1] and table["seeds_planned"] == 2
     assert {r["lr_max"] for r in table["per_seed"]} == {run["lr_max"]}  # both seeds from the one sweep

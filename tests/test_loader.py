@@ -123,8 +123,8 @@ def test_a_configs_loader_applies_its_augmentation_settings():
     assert np.all(np.all(holed == 0.0, axis=-1).sum(axis=(1, 2)) == 64)  # one 8x8 hole per image
     assert loader_lib.device_augment(plain) is None
     assert loader_lib.device_augment(TrainConfig(augment="device", flip_prob=0.3)).flip_prob == 0.3
-    # The original's Cutout (--cutout-prob 0.5 --cutout-placement clip): half the images
-    # uncut, the others with the part of the hole inside the image (at most 64 pixels).
+    # Cutout on half the images, clipped (--cutout-prob 0.5 --cutout-placement clip): half the
+    # images uncut, the others with the part of the hole inside the image (at most 64 pixels).
     original = TrainConfig(batch_size=64, seed=4, cutout_prob=0.5, cutout_placement="clip")
     cut = np.all(loader_lib.make_train_loader(original, ds).batch(0, 0)[0] == 0.0, axis=-1).sum(axis=(1, 2))
     assert 16 <= (cut > 0).sum() <= 48 and cut.max() == 64 and 16 <= cut[cut > 0].min()

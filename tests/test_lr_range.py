@@ -166,7 +166,7 @@ def test_sweep_writes_json_and_plot(tmp_path, tiny_data):
     assert min(rec["smoothed_loss"]) < 0.9 * rec["smoothed_loss"][0]  # it learns while the LR grows
     assert set(saved["suggestions"]) == {"accuracy", "accuracy-raw", "steepest", "min-loss", "valley", "plateau"}
     assert set(saved["lr_min_suggestions"]) == {"div", "rise", "min-loss"}
-    assert saved["rule"] == "accuracy" and saved["lr_max"] == saved["suggestions"]["accuracy"]
+    assert saved["rule"] == "plateau" and saved["lr_max"] == saved["suggestions"]["plateau"]  # the default rule
     assert saved["lr_min_rule"] == "div" and saved["lr_min_fallback"] is None
     np.testing.assert_allclose(saved["lr_min"], saved["lr_max"] / 10)
     # The figure marks the chosen pair and every other rule's bounds, both panels.
@@ -249,14 +249,15 @@ def test_lr_max_auto_end_to_end(tmp_path, tiny_data, capsys):
     sweep = json.loads((tmp_path / "run" / "lr_range.json").read_text())
     assert (tmp_path / "run" / "lr_range.png").exists()
     assert summary["status"] == "completed"
-    assert summary["lr_max"] == sweep["suggestions"]["accuracy"]
+    assert summary["lr_max"] == sweep["suggestions"]["plateau"]
     np.testing.assert_allclose(summary["lr_min"], summary["lr_max"] / 10)
-    assert summary["lr"]["rule"] == "accuracy"
+    assert summary["lr"]["rule"] == "plateau"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["lr_max"] == summary["lr_max"]  # the LR used is recorded
     out = capsys.readouterr().out
-    assert f"LR_MAX {summary['lr_max']:.4g} (accuracy), LR_MIN {summary['lr_min']:.4g} (div)" in out
-    assert config["lr"] == {"source": f"LR range test in {tmp_path / 'run' / 'lr_range.json'}", "rule": "accuracy",
+    assert f"LR_MAX {summary['lr_max']:.4g} (plateau), LR_MIN {summary['lr_min']:.4g} (div)" in out
+    assert f"(epoch {summary['best_epoch']}) on {len(tiny_data.test_labels)} test images; results in" in out
+    assert config["lr"] == {"source": f"LR range test in {tmp_path / 'run' / 'lr_range.json'}", "rule": "plateau",
                             "lr_min_rule": "div"}  # fmt: skip
     # Training starts from a fresh initialisation: its first step's LR is LR_MIN.
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -55,6 +55,18 @@ def test_command_line_and_provenance(monkeypatch):
     assert env["platform"] == "cpu" and env["device_count"] >= 1 and env["versions"]["numpy"] == np.__version__
 
 
+def test_cpu_names_the_model_and_its_vector_extensions():
+    # Two processors' /proc/cpuinfo as Linux writes it (one entry per core; the first counts).
+    epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx fma avx2 bmi2\n\nprocessor\t: 1\n"
+    xeon = "model name\t: Intel(R) Xeon(R) Platinum 8488C\nflags\t: sse4_2 avx avx2 fma avx512f avx512bw amx_tile\n"
+    assert records.cpu(epyc) == {"model": "AMD EPYC", "vector_extensions": ["sse4_2", "avx", "avx2", "fma"]}
+    assert records.cpu(xeon)["vector_extensions"] == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "amx_tile"]
+    arm = "processor\t: 0\nFeatures\t: fp asimd sve\nModel\t: Raspberry Pi 5\n"
+    assert records.cpu(arm) == {"model": "Raspberry Pi 5", "vector_extensions": []}
+    here = records.provenance()["host"]["cpu"]
+    assert here["model"] and set(here["vector_extensions"]) <= set(records.VECTOR_EXTENSIONS)
+
+
 def test_provenance_reads_versions_without_importing_albumentations():
     # Importing albumentations 2 starts an online update check: reading its version must not.
     code = (

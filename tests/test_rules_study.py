@@ -1,6 +1,7 @@
 """Tests for research.lr_rules: every rule's picks and every pair's training, recorded."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,3 +50,27 @@ def test_the_pairs_default_to_all_six_and_a_wrong_one_is_named(tmp_path, capsys)
         lr_rules.main(["--help"])
     shown = "".join(capsys.readouterr().out.split())  # argparse wraps lines, at hyphens too
     assert "(default:" + "".join(f"{a}/{b}" for a, b in lr_rules.PAIRS) + ")" in shown
+
+
+def test_the_stability_study_spreads_each_rules_picks_over_roundings_and_seeds():
+    from research import lr_rule_stability as study
+
+    # Two seeds, four roundings each: `accuracy` doubles between roundings, `plateau` moves by 10**0.1.
+    picks = {}
+    for seed in (0, 1):
+        for i, (conv, bn) in enumerate(study.VARIANTS):
+            rules = {rule: 0.01 for rule in study.LR_RULES}
+            rules["accuracy"] = 0.02 * (2 if i % 2 else 1) * (1 + seed)
+            rules["plateau"] = 0.03 * 10 ** (0.1 * (i == 3))
+            picks[f"{conv}-{bn}-s{seed}"] = rules
+    rules = study.summarise(picks, [0, 1])
+    # log10 std (ddof 1) of [a, 2a, a, 2a]: log10(2) * std([0, 1, 0, 1]) = 0.30103 * 0.57735
+    assert rules["accuracy"]["log10_std_over_kernels"] == pytest.approx(np.log10(2) * np.std([0, 1, 0, 1], ddof=1))
+    assert rules["accuracy"]["max_over_min_over_kernels"] == pytest.approx(2.0)
+    assert rules["accuracy"]["log10_std_over_seeds"] == pytest.approx(np.log10(2) / np.sqrt(2))  # 0.02, then 0.04
+    assert rules["plateau"]["max_over_min_over_kernels"] == pytest.approx(10**0.1)
+    assert rules["plateau"]["log10_std_over_seeds"] == 0.0 and rules["valley"]["log10_std_over_kernels"] == 0.0
+    command = study.sweep_command("d", "xla", "flax", 2, Path("o"))
+    assert " ".join(command) == (
+        "python -m jaxcifar.lr_range --quick --data d --conv xla --batch-norm flax --seed 2 --out o --no-progress"
+    )

@@ -123,6 +123,7 @@ def commands():
         ctrl_c_latency,
         device_check,
         jpeg_quality,
+        lr_rule_stability,
         lr_rules,
         readme_tables,
         step_digest,
@@ -132,6 +133,7 @@ def commands():
         *(train, lr_range, gradcam, predict, schedule, augment, model, seeds),
         *(benchmark, benchmark_augment, carry_copy, collect_run, config_walk, conv_layers),
         *(cpu24_runs, cpu_variants, ctrl_c_latency, device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
+        lr_rule_stability,
     ]  # and research.torch_reference, which needs torch: test_bench reads its flags where torch is
 
 
