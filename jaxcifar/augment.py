@@ -38,18 +38,12 @@ This module imports no JAX.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-
-from jaxcifar import data as data_lib
-from jaxcifar import records
-from jaxcifar.errors import entry_point
 
 # Per-channel mean and std of the official CIFAR-10 training images (0..1 scale).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -277,74 +271,3 @@ def make_augment(name: Augmenter, config: AugmentConfig = AugmentConfig()) -> Ca
 def _check_images(images: np.ndarray) -> None:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype}{list(images.shape)}")
-
-
-@entry_point
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m jaxcifar.augment --out figures/augmented_samples.png`: the sample grid."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jaxcifar.augment",
-        description="Draw training images beside augmented copies of them.",
-    )
-    parser.add_argument(
-        "--data", default=None, help="tfds | download | synthetic | PATH (default: $JAXCIFAR_DATA, else download)"
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="tfds data_dir, or where --data download keeps the archive (default: the cache folder)",
-    )
-    parser.add_argument("--augment", choices=HOST_AUGMENTERS, default="numpy", help="implementation (default: numpy)")
-    d = AugmentConfig()
-    parser.add_argument(
-        "--flip-prob", type=float, default=d.flip_prob, help=f"horizontal flip probability (default: {d.flip_prob})"
-    )
-    parser.add_argument(
-        "--cutout-prob",
-        type=float,
-        default=d.cutout_prob,
-        help=f"share of images with a hole (default: {d.cutout_prob})",
-    )
-    parser.add_argument(
-        "--cutout-placement",
-        choices=CUTOUT_PLACEMENTS,
-        default=d.cutout_placement,
-        help=f"hole whole inside the image, or centre anywhere and clipped (default: {d.cutout_placement})",
-    )
-    parser.add_argument(
-        "--images", type=int, default=10, help="rows: one training image each, one per class first (default: 10)"
-    )
-    parser.add_argument("--copies", type=int, default=5, help="augmented copies per image (default: 5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the choice and the augmentation (default: 0)")
-    parser.add_argument(
-        "--out", default="figures/augmented_samples.png", help="output PNG (default: figures/augmented_samples.png)"
-    )
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists (default: off)")
-    args = parser.parse_args(argv)
-    if not 1 <= args.images <= 50 or not 1 <= args.copies <= 12:
-        parser.error("--images must be in 1..50 and --copies in 1..12")
-    try:
-        config = AugmentConfig(
-            flip_prob=args.flip_prob, cutout_prob=args.cutout_prob, cutout_placement=args.cutout_placement
-        )
-        records.refuse_overwrite(args.out, force=args.force)
-    except (ValueError, FileExistsError) as e:
-        parser.error(str(e))
-    ds = data_lib.load_cifar10(args.data, data_dir=args.data_dir)
-    rng = np.random.default_rng(args.seed)
-    # One image per class first, in class order, so the grid shows every class.
-    firsts = [int(np.flatnonzero(ds.train_labels == c)[0]) for c in range(len(ds.class_names))]
-    picks = (firsts + list(rng.choice(len(ds.train_labels), size=args.images, replace=False)))[: args.images]
-    originals = ds.train_images[picks]
-    augment = make_augment(args.augment, config)
-    copies = np.stack([denormalize(augment(originals, rng), config) for _ in range(args.copies)], axis=1)
-    labels = [ds.class_names[ds.train_labels[i]] for i in picks]
-    from jaxcifar import plots  # matplotlib, for this command only: config imports augment
-
-    source = ds.source.replace(args.data, Path(args.data).name) if args.data else ds.source  # no machine's folders
-    plots.augmented_samples(originals, copies, labels, args.out, title=f"{args.augment} augmentation, {source}")
-    print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

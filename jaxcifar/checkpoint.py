@@ -41,22 +41,13 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxcifar import parallel, records
-from jaxcifar.config import TrainConfig
-from jaxcifar.steps import TrainState, initial_state
+
+TrainState = Any  # steps.TrainState, or its abstract shapes (jax.eval_shape): any pytree of arrays
 
 FOLDER = "checkpoints"
 FILES = "checkpoint-files.json"  # in the run folder: {step: {file: [bytes, crc32]}} of each finished checkpoint
 DAMAGED = "checkpoints-damaged"  # in the run folder: checkpoints set aside by a resume
 FORMAT = 2  # 1 was jaxcifar 0.1's flax msgpack files (latest.msgpack, best.msgpack)
-
-
-@dataclasses.dataclass(frozen=True)
-class Position:
-    """Where training stands: `epoch` epochs done, then `batch` batches of the next."""
-
-    epoch: int
-    batch: int
-    step: int  # the global step: epoch * steps_per_epoch + batch
 
 
 def _rank(metrics: dict) -> tuple[float, int]:
@@ -193,8 +184,9 @@ class Checkpoints:
         latest = self.latest_step()
         return None if latest is None else self.meta(latest).get("best_saved_step")
 
-    def save(self, state: TrainState, position: Position, test_accuracy: float | None = None, **meta: Any) -> bool:
-        """Saves `state` at `position` (asynchronously); `meta` adds JSON fields.
+    def save(self, state: TrainState, position: Any, test_accuracy: float | None = None, **meta: Any) -> bool:
+        """Saves `state` at `position` (a `runlog.Position`: epoch, batch, step), asynchronously; `meta` adds
+        JSON fields.
 
         `test_accuracy` (at epoch ends) ranks the checkpoint for keeping the best.
         Returns False, saving nothing, when this step is saved already (a stop
@@ -307,14 +299,14 @@ def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(x.shape) for path, x in leaves}
 
 
-def load_variables(run: str | Path, config: TrainConfig, which: str = "best") -> dict:
+def load_variables(run: str | Path, template: TrainState, which: str = "best") -> dict:
     """{'params', 'batch_stats'} of a run's best or latest checkpoint, on this machine's first device.
 
-    Needs no training: for evaluation and Grad-CAM of any run, wherever it ran.
+    `template` is the run's state or its shapes (`steps.state_shapes(config)`). Needs no training:
+    for evaluation and Grad-CAM of any run, wherever it ran.
     """
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    template = jax.eval_shape(lambda: initial_state(config, lambda step: 0.0))
     with Checkpoints(run, read_only=True) as ckpt:
         step = ckpt.latest_step() if which == "latest" else ckpt.best_step()
         if step is None:

@@ -26,6 +26,7 @@ COMMANDS = {
     "gradcam": ("jaxcifar.gradcam", "Grad-CAM of a run's misclassified test images, or of your own"),
     "predict": ("jaxcifar.predict", "a run's top classes for your own images"),
     "seeds": ("jaxcifar.seeds", "the recipe over several seeds: mean and spread"),
+    "show": ("jaxcifar.show", "the network's layers, the LR triangle or augmented samples, without training"),
 }
 
 

@@ -128,6 +128,11 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "jaxcifar"
 
 
+def cache_folder(cache_dir: str | os.PathLike | None) -> Path:
+    """The cache folder a run uses: `cache_dir` as given, else `default_cache_dir()`."""
+    return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+
+
 def resolve_source(data: str | os.PathLike | None) -> str:
     """The source `load_cifar10` reads: `data`, else `$JAXCIFAR_DATA`, else "download"."""
     if data is None:

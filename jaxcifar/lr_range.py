@@ -76,6 +76,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxcifar import data as data_lib
 from jaxcifar import parallel, plots, records
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
@@ -547,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
     records.check_writable(out)
     config = dataclasses.replace(config, out=str(out))
-    steps_lib.enable_compilation_cache(config)
+    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
     result = run(config, load_data(config), out)
     announce(result)
     return result

@@ -28,14 +28,12 @@ remains: PyTorch's running variance uses the unbiased batch variance (n / (n-1))
 Flax the biased one; with n >= 8192 values per channel at batch 512 the two
 differ by less than 0.02%.
 
-Run `python -m jaxcifar.model` for a layer-by-layer summary.
+`python -m jaxcifar.show model` prints `summary`, a layer-by-layer table.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -251,21 +249,3 @@ def summary(model: ResNet9) -> str:
         f"BatchNorm running statistics (not trained): {stats:,}",
     ]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m jaxcifar.model [--width W]`: print the layer summary."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jaxcifar.model", description="Print ResNet-9's layers and parameter count."
-    )
-    parser.add_argument(
-        "--width", type=int, default=DEFAULT_WIDTH, help="base width (default: 64, the original network)"
-    )
-    args = parser.parse_args(argv)
-    if args.width < 1:
-        parser.error(f"--width must be a positive integer, got {args.width}")
-    print(summary(ResNet9(width=args.width)))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,6 +10,8 @@ on one device.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -111,3 +113,12 @@ def process_slice(batch_size: int) -> slice:
     per = batch_size // jax.process_count()
     start = jax.process_index() * per
     return slice(start, start + per)
+
+
+def enable_compilation_cache(folder: str | os.PathLike) -> None:
+    """Keeps compiled programs in `folder` (a run's is <cache folder>/xla), so a second run skips compilation.
+
+    Leaves an already chosen cache folder alone.
+    """
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.fspath(Path(folder).expanduser()))

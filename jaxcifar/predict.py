@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from jaxcifar import checkpoint as checkpoint_lib
 from jaxcifar import config as config_lib
 from jaxcifar import records
+from jaxcifar import steps as steps_lib
 from jaxcifar.augment import normalize
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CLASS_NAMES, IMAGE_SHAPE
@@ -66,7 +67,9 @@ def load_run(run: str | Path, which: str = "best") -> Loaded:
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"{run / 'config.json'} not found: --run must be a folder written by jaxcifar.train")
     config = TrainConfig.from_json(records.read_json(run / "config.json")["config"])
-    return Loaded(eval_model(config), checkpoint_lib.load_variables(run, config, which), config, which)
+    return Loaded(
+        eval_model(config), checkpoint_lib.load_variables(run, steps_lib.state_shapes(config), which), config, which
+    )
 
 
 def to_cifar_size(image: np.ndarray) -> np.ndarray:

@@ -18,12 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from jaxcifar import records
-from jaxcifar.checkpoint import Position
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import UsageError
 
 STEP_KEYS = ("lr", "loss", "accuracy")
 CSV = "metrics.csv"  # beside metrics.json: its per-epoch table
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where training stands: `epoch` epochs done, then `batch` batches of the next."""
+
+    epoch: int
+    batch: int
+    step: int  # the global step: epoch * steps_per_epoch + batch
 
 
 @dataclasses.dataclass

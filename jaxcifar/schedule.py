@@ -21,20 +21,13 @@ epochs=24, peak_epoch=(0.167 * 24 * S - 1) / S)` is the same schedule, knot for
 knot (tests/test_schedule.py checks every step). Our default peak is the end of
 epoch 5, as the project's goal states.
 
-`python -m jaxcifar.schedule --lr-min 0.00444 --lr-max 0.0444 --out figures/one_cycle.png`
-draws the triangle.
+`python -m jaxcifar.show schedule --lr-min 0.00444 --lr-max 0.0444` draws the triangle.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-
 import numpy as np
 import optax
-
-from jaxcifar import plots, records
-from jaxcifar.errors import entry_point
 
 Schedule = optax.Schedule
 
@@ -81,35 +74,3 @@ def one_cycle(
 def values(schedule: Schedule, steps: int) -> np.ndarray:
     """float64[steps]: the schedule at steps 0..steps-1."""
     return np.asarray(schedule(np.arange(steps)), dtype=np.float64)
-
-
-@entry_point
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m jaxcifar.schedule`: draw the one-cycle triangle."""
-    parser = argparse.ArgumentParser(prog="python -m jaxcifar.schedule", description="Draw the one-cycle LR triangle.")
-    parser.add_argument("--lr-min", type=float, required=True, help="LR at the first and the last step (required)")
-    parser.add_argument("--lr-max", type=float, required=True, help="LR at the peak (required)")
-    parser.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        default=50_000 // 512,
-        help="optimizer steps per epoch (default: 97 = 50,000 images / 512)",
-    )
-    parser.add_argument("--epochs", type=int, default=24, help="length of the run (default: 24)")
-    parser.add_argument("--peak-epoch", type=float, default=5.0, help="epochs until the peak (default: 5)")
-    parser.add_argument("--out", default="figures/one_cycle.png", help="output PNG (default: figures/one_cycle.png)")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists (default: off)")
-    args = parser.parse_args(argv)
-    try:
-        schedule = one_cycle(args.lr_min, args.lr_max, args.steps_per_epoch, args.epochs, args.peak_epoch)
-        records.refuse_overwrite(args.out, force=args.force)
-    except (ValueError, FileExistsError) as e:
-        parser.error(str(e))
-
-    lrs = values(schedule, args.epochs * args.steps_per_epoch)
-    plots.one_cycle(lrs, args.steps_per_epoch, args.out)
-    print(f"wrote {args.out}: {args.lr_min:g} -> {args.lr_max:g} at epoch {args.peak_epoch:g} -> {args.lr_min:g}")
-
-
-if __name__ == "__main__":
-    main()

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxcifar import config as config_lib
-from jaxcifar import lr_range, records, startup, train
-from jaxcifar import steps as steps_lib
+from jaxcifar import data as data_lib
+from jaxcifar import lr_range, parallel, records, startup, train
 from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
 
@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
     if config.lr_max is None and config.lr_range_json:
         lr_range.load(config.lr_range_json, config.lr_range_partial)
     start = time.perf_counter()
-    steps_lib.enable_compilation_cache(config)
+    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
     ds = load_data(config)
     if config.lr_max is None and not config.lr_range_json:
         sweep_dir = out / "lr_range"

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -31,7 +30,6 @@ from flax.training import train_state
 from jaxcifar import augment_device, kernels, parallel
 from jaxcifar.augment import AugmentConfig
 from jaxcifar.config import TrainConfig
-from jaxcifar.data import default_cache_dir
 from jaxcifar.model import ResNet9, init_variables
 from jaxcifar.schedule import Schedule
 
@@ -102,6 +100,12 @@ def initial_state(config: TrainConfig, schedule: Schedule, model: ResNet9 | None
     tx = make_optimizer(schedule, config.momentum, config.nesterov, config.weight_decay)
     model = model or make_model(config)
     return create_train_state(model, tx, jax.random.fold_in(jax.random.key(config.seed), 0))
+
+
+def state_shapes(config: TrainConfig) -> TrainState:
+    """The shapes and dtypes of `initial_state(config, ...)`, computed without allocating it: a checkpoint's
+    restore template."""
+    return jax.eval_shape(lambda: initial_state(config, lambda step: 0.0))
 
 
 # --- the steps -------------------------------------------------------------------
@@ -288,13 +292,3 @@ def evaluate(steps: Steps, state: TrainState, batches: Sequence[tuple[jax.Array,
     if "tta_correct" in total:
         means.update(tta_loss=total["tta_loss_sum"], tta_accuracy=total["tta_correct"])
     return {k: float(v / total["count"]) for k, v in means.items()}
-
-
-def enable_compilation_cache(config: TrainConfig) -> None:
-    """Keeps compiled programs in <cache folder>/xla, so a second run skips compilation.
-
-    Leaves an already chosen cache folder alone.
-    """
-    if not jax.config.jax_compilation_cache_dir:
-        base = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
-        jax.config.update("jax_compilation_cache_dir", str(base / "xla"))

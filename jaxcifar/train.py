@@ -53,15 +53,16 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxcifar import data as data_lib
 from jaxcifar import gradcam, kernels, lr_range, parallel, plots, records, runlog
 from jaxcifar import steps as steps_lib
-from jaxcifar.checkpoint import Checkpoints, Position, abstract_state
+from jaxcifar.checkpoint import Checkpoints, abstract_state
 from jaxcifar.config import TrainConfig
 from jaxcifar.console import Progress, StopRequest, say
 from jaxcifar.data import CIFAR10, resolve_source, subset
 from jaxcifar.errors import EXIT_FAILED, UsageError, entry_point, stop_status
 from jaxcifar.loader import BatchLoader, load_data, make_train_loader
-from jaxcifar.runlog import RunLog, epoch_line
+from jaxcifar.runlog import Position, RunLog, epoch_line
 from jaxcifar.schedule import Schedule, one_cycle
 from jaxcifar.steps import Steps, TrainState
 
@@ -555,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     config = config_lib.from_args(args, parser)
     if config.distributed:
         parallel.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
-    steps_lib.enable_compilation_cache(config)
+    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
     summary = train_and_evaluate(config, given=config_lib.given_settings(args))
     if summary["status"] == "diverged":
         raise SystemExit(EXIT_FAILED)

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcifar import data as data_lib
 from jaxcifar import kernels, lr_range, parallel, records, startup
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
@@ -256,7 +257,7 @@ def main(argv=None) -> dict:
     except FileExistsError as e:
         parser.error(str(e))
     base = TrainConfig(width=args.width, workers=args.workers)
-    steps_lib.enable_compilation_cache(base)
+    parallel.enable_compilation_cache(data_lib.cache_folder(base.cache_dir) / "xla")
     print(f"{env['device_kind']} x{env['device_count']} ({env['platform']}), jax {env['versions']['jax']}", flush=True)
     if args.data:
         ds = load_cifar10(args.data)

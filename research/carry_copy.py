@@ -129,7 +129,7 @@ def same_order(lossless: data.CIFAR10, copy: data.CIFAR10) -> data.CIFAR10:
 def last_network(run: Path) -> tuple:
     """(model, variables) of a run's last checkpoint, the model as the run trained it."""
     config = TrainConfig.from_json(records.read_json(run / "config.json")["config"])
-    return steps_lib.make_model(config), checkpoint_lib.load_variables(run, config, "latest")
+    return steps_lib.make_model(config), checkpoint_lib.load_variables(run, steps_lib.state_shapes(config), "latest")
 
 
 def test_accuracy(network: tuple, images: np.ndarray, labels: np.ndarray) -> float:

@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 from jaxcifar import config as config_lib
-from jaxcifar import lr_range, records, seeds, startup, train
-from jaxcifar import steps as steps_lib
+from jaxcifar import data as data_lib
+from jaxcifar import lr_range, parallel, records, seeds, startup, train
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import EXIT_FAILED, entry_point
 from jaxcifar.loader import load_data
@@ -183,7 +183,7 @@ def main(argv=None) -> dict:
     except (FileExistsError, ValueError) as e:
         parser.error(str(e))
     call = Call(args.out, args.root, args.device, args.budget, args.bench_reserve)
-    steps_lib.enable_compilation_cache(recipe)
+    parallel.enable_compilation_cache(data_lib.cache_folder(recipe.cache_dir) / "xla")
     t0 = time.perf_counter()
     ds = load_data(recipe)
     call.done("data", time.perf_counter() - t0)

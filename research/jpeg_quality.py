@@ -37,7 +37,7 @@ from PIL import Image
 
 from jaxcifar import checkpoint as checkpoint_lib
 from jaxcifar import config as config_lib
-from jaxcifar import data, gradcam, records, startup, train
+from jaxcifar import data, gradcam, parallel, records, startup, train
 from jaxcifar import seeds as seeds_lib
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
@@ -129,7 +129,7 @@ def evaluate_network(run: Path, variants: Sequence[str]) -> dict:
     saved = records.read_json(run / "config.json")
     config = TrainConfig.from_json(saved["config"])
     model = steps_lib.make_model(config)
-    variables = checkpoint_lib.load_variables(run, config, "latest")
+    variables = checkpoint_lib.load_variables(run, steps_lib.state_shapes(config), "latest")
     ds = load_data(config)
     rows = []
     for spec in variants:
@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     records.check_new_folder(out)
     if args.json:
         records.refuse_overwrite(args.json, force=args.force)
-    steps_lib.enable_compilation_cache(config)
+    parallel.enable_compilation_cache(data.cache_folder(config.cache_dir) / "xla")
     result = study(config, out, args.variants, args.seeds)
     records.write_json(out / "jpeg-quality.json", result)
     if args.json:

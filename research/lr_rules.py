@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxcifar import config as config_lib
-from jaxcifar import lr_range, records, startup, train
+from jaxcifar import data as data_lib
+from jaxcifar import lr_range, parallel, records, startup, train
 from jaxcifar import seeds as seeds_lib
-from jaxcifar import steps as steps_lib
 from jaxcifar.config import LR_MIN_RULES, LR_RULES, TrainConfig
 from jaxcifar.console import say
 from jaxcifar.errors import entry_point
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     records.check_new_folder(out)
     if args.json:
         records.refuse_overwrite(args.json, force=args.force)
-    steps_lib.enable_compilation_cache(config)
+    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
     result = study(config, out, args.seeds, pairs)
     records.write_json(out / "lr-rules.json", result)
     if args.json:

@@ -95,7 +95,7 @@ def metrics_loss(metrics) -> float:
 
 
 def params_of(run: Path) -> dict:
-    return load_variables(run, TrainConfig(**TINY), "latest")
+    return load_variables(run, steps_lib.state_shapes(TrainConfig(**TINY)), "latest")
 
 
 def pipeline(out: Path) -> dict:

@@ -276,24 +276,3 @@ def test_bad_config_and_inputs():
 
 
 # --- the loader -----------------------------------------------------------------
-
-
-def test_augment_cli_draws_the_sample_grid(tmp_path):
-    out = tmp_path / "figs" / "augmented_samples.png"
-    aug.main(["--data", "synthetic", "--images", "3", "--copies", "2", "--out", str(out)])
-    from PIL import Image
-
-    with Image.open(out) as im:
-        width, height = im.size
-    assert width > 300 and height > 300  # 3 rows x 3 columns of 32x32 images, scaled up
-    with pytest.raises(SystemExit) as exc:
-        aug.main(["--data", "synthetic", "--images", "3", "--copies", "2", "--out", str(out)])
-    assert exc.value.code == 2
-
-
-def test_augment_cli_refuses_a_bad_cutout_prob_before_writing(tmp_path, capsys):
-    out = tmp_path / "grid.png"
-    with pytest.raises(SystemExit) as exc:
-        aug.main(["--data", "synthetic", "--cutout-prob", "3", "--cutout-placement", "clip", "--out", str(out)])
-    assert exc.value.code == 2 and not out.exists()
-    assert "cutout_prob must be a probability in [0, 1], got 3.0" in capsys.readouterr().err

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from jaxcifar import parallel, steps
-from jaxcifar.checkpoint import Checkpoints, Position, abstract_state, load_variables
+from jaxcifar.checkpoint import Checkpoints, abstract_state, load_variables
 from jaxcifar.config import TrainConfig
 from jaxcifar.model import ResNet9
+from jaxcifar.runlog import Position
+from jaxcifar.steps import state_shapes
 
 CONFIG = TrainConfig(width=4, batch_size=16)
 
@@ -105,11 +107,11 @@ def test_load_variables_reads_the_best_or_the_latest(tmp_path):
     with Checkpoints(tmp_path) as ckpt:
         ckpt.save(first, Position(0, 0, 0))
         with pytest.raises(FileNotFoundError):
-            load_variables(tmp_path, CONFIG, "best")
+            load_variables(tmp_path, state_shapes(CONFIG), "best")
         ckpt.save(first, Position(1, 0, 10), test_accuracy=0.8)
         ckpt.save(later, Position(2, 0, 20), test_accuracy=0.3)
-    best = load_variables(tmp_path, CONFIG, "best")
-    latest = load_variables(tmp_path, CONFIG, "latest")
+    best = load_variables(tmp_path, state_shapes(CONFIG), "best")
+    latest = load_variables(tmp_path, state_shapes(CONFIG), "latest")
     assert leaves_equal(best["params"], jax.device_get(first.params))
     assert leaves_equal(latest["params"], later_params)
     logits = ResNet9(width=4).apply(best, np.zeros((2, 32, 32, 3), np.float32))
@@ -120,6 +122,6 @@ def test_a_run_without_an_evaluated_epoch_points_to_the_latest(tmp_path):
     with Checkpoints(tmp_path) as ckpt:
         ckpt.save(fresh_state(), Position(0, 0, 0))
     with pytest.raises(FileNotFoundError, match=r"no best checkpoint .*diverged.*use --checkpoint latest"):
-        load_variables(tmp_path, CONFIG, "best")
+        load_variables(tmp_path, state_shapes(CONFIG), "best")
     with pytest.raises(FileNotFoundError, match=r"no checkpoints in .*jaxcifar run folder"):
-        load_variables(tmp_path / "elsewhere", CONFIG)
+        load_variables(tmp_path / "elsewhere", state_shapes(CONFIG))

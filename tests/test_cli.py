@@ -16,11 +16,12 @@ def test_the_console_script_is_declared_and_names_every_command(capsys):
     assert scripts == {"jaxcifar": "jaxcifar.cli:main"}
     assert cli.main(["--help"]) == 0
     shown = capsys.readouterr().out
-    assert all(f"  {name} " in shown for name in ("train", "lr-range", "gradcam", "predict", "seeds"))
+    assert all(f"  {name} " in shown for name in ("train", "lr-range", "gradcam", "predict", "seeds", "show"))
     assert cli.main([]) == 2 and cli.main(["--version"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"jaxcifar {jaxcifar.__version__}"
     assert cli.main(["fit"]) == 2
-    assert "error: unknown command 'fit'; one of train, lr-range, gradcam, predict, seeds" in capsys.readouterr().err
+    known = "train, lr-range, gradcam, predict, seeds, show"
+    assert f"error: unknown command 'fit'; one of {known}" in capsys.readouterr().err
 
 
 def run(*argv):

@@ -5,7 +5,7 @@ import errno
 import numpy as np
 import pytest
 
-from jaxcifar import augment, gradcam, lr_range, schedule, seeds, train
+from jaxcifar import gradcam, lr_range, seeds, show, train
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import load_cifar10
 from jaxcifar.errors import Stopped, entry_point
@@ -91,8 +91,8 @@ def test_jaxcifar_debug_keeps_every_traceback(kind, raised, monkeypatch):
         (lr_range.main, ["--data", "/nowhere/cifar", "--out", "{tmp}/l"], "--data '/nowhere/cifar': no such file"),
         (gradcam.main, ["--run", "{tmp}/none"], "config.json not found"),
         (seeds.main, ["--seeds", "0"], "--seeds must be positive"),
-        (schedule.main, ["--lr-min", "1", "--lr-max", "0.1"], "one_cycle needs 0 <= lr_min <= lr_max"),
-        (augment.main, ["--images", "0"], "--images must be in 1..50"),
+        (show.main, ["schedule", "--lr-min", "1", "--lr-max", "0.1"], "one_cycle needs 0 <= lr_min <= lr_max"),
+        (show.main, ["samples", "--images", "0"], "--images must be in 1..50"),
         (collect_run.main, ["{tmp}/none", "--name", "x"], "is {tmp}/none a finished jaxcifar run"),
         (benchmark.main, ["--steps", "0"], "must be positive"),
         (device_check.main, ["--expect", "gpu"], "JAX runs on cpu, not gpu"),

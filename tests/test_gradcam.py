@@ -13,6 +13,7 @@ from jaxcifar import model as model_lib
 from jaxcifar import steps
 from jaxcifar.checkpoint import load_variables
 from jaxcifar.model import GRADCAM_LAYERS, ResNet9
+from jaxcifar.steps import state_shapes
 
 
 def random_variables(width=4, seed=0):
@@ -181,7 +182,7 @@ def test_cli_writes_both_figures(tiny_run, tmp_path):
     assert (tmp_path / "misclassified.png").stat().st_size > 10_000
     # The first misclassified images, in test-set order.
     model = ResNet9(width=4)
-    variables = load_variables(run, config, "best")
+    variables = load_variables(run, state_shapes(config), "best")
     predicted = gc.predict_classes(model, variables, ds.test_images)
     np.testing.assert_array_equal(result["indices"], np.flatnonzero(predicted != ds.test_labels)[:6])
     # The figures now exist: a second call keeps them unless --force.
@@ -204,4 +205,4 @@ def test_missing_and_incompatible_checkpoints(tiny_run, tmp_path, capsys):
         gc.main(["--run", str(tmp_path / "nowhere")])
     assert "config.json not found: --run must be a folder written by jaxcifar.train" in capsys.readouterr().err
     with pytest.raises(ValueError, match="another --width"):
-        load_variables(run, dataclasses.replace(config, width=8), "best")
+        load_variables(run, state_shapes(dataclasses.replace(config, width=8)), "best")

@@ -196,16 +196,3 @@ def test_tiny_network_overfits_random_labels():
     for _ in range(200):
         params, stats, opt_state, loss, _ = step(params, stats, opt_state)
     assert float(loss) < 0.1 * float(first_loss)
-
-
-def test_summary_prints_the_originals_total(capsys):
-    model_lib.main([])
-    out = capsys.readouterr().out
-    assert "Total params: 6,573,120" in out
-    assert "res2/conv_bn2/conv  Conv       (1, 4, 4, 512)       2,359,296" in out
-    assert "fc                  Dense      (1, 10)                  5,120" in out
-
-
-def test_summary_rejects_bad_width():
-    with pytest.raises(SystemExit):
-        model_lib.main(["--width", "0"])

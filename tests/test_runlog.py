@@ -2,9 +2,8 @@
 
 import pytest
 
-from jaxcifar.checkpoint import Position
 from jaxcifar.config import TrainConfig
-from jaxcifar.runlog import RunLog, epoch_line
+from jaxcifar.runlog import Position, RunLog, epoch_line
 
 
 def test_epoch_line_marks_a_resumed_epochs_speed_as_partial():

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from jaxcifar import schedule as schedule_lib
 from jaxcifar.schedule import one_cycle, values
 
 
@@ -81,24 +80,3 @@ def test_matches_the_pytorch_originals_onecycle_knots():
 def test_argument_errors(args, message):
     with pytest.raises(ValueError, match=message):
         one_cycle(*args)
-
-
-def test_cli_draws_the_triangle(tmp_path, capsys):
-    out = tmp_path / "one_cycle.png"
-    schedule_lib.main(["--lr-min", "0.00444", "--lr-max", "0.0444", "--out", str(out)])
-    assert out.stat().st_size > 10_000
-    assert "0.00444 -> 0.0444 at epoch 5 -> 0.00444" in capsys.readouterr().out
-    before = out.stat().st_mtime_ns
-    with pytest.raises(SystemExit) as exc:  # an existing figure is kept unless --force
-        schedule_lib.main(["--lr-min", "0.001", "--lr-max", "0.01", "--out", str(out)])
-    assert exc.value.code == 2 and "already exists; nothing is overwritten. Pass --force" in capsys.readouterr().err
-    assert out.stat().st_mtime_ns == before
-    schedule_lib.main(["--lr-min", "0.001", "--lr-max", "0.01", "--out", str(out), "--force"])
-    assert "0.001 -> 0.01" in capsys.readouterr().out
-
-
-def test_cli_rejects_bad_arguments(capsys):
-    with pytest.raises(SystemExit) as exc:
-        schedule_lib.main(["--lr-min", "0.5", "--lr-max", "0.1"])
-    assert exc.value.code == 2
-    assert "0 <= lr_min <= lr_max" in capsys.readouterr().err

@@ -9,7 +9,6 @@ RESEARCH = REPO / "research"  # the studies, benchmarks and evidence beside it, 
 # Imports inside functions that are allowed: heavy or optional dependencies a code path alone needs.
 LATE_IMPORTS = {
     ("augment", "albumentations"),  # the albumentations path only (and its online check is switched off first)
-    ("augment", "jaxcifar.plots"),  # matplotlib for its sample figure only: config imports augment
     ("augment", "cv2"),
     ("console", "tqdm.auto"),  # terminals only
     ("runlog", "tensorboardX"),  # --tensorboard only
@@ -92,7 +91,7 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 def test_the_layers_point_one_way():
     graph = local_graph()
     product = {m for m in graph if not m.startswith("research.")}
-    assert len(product) == 23 and not {d for m in product for d in graph[m]} - product  # research is never imported
+    assert len(product) == 24 and not {d for m in product for d in graph[m]} - product  # research is never imported
     # The driver is imported by nothing in the package but the seeds command (and by the studies).
     assert {m for m, deps in graph.items() if "train" in deps} == {
         "seeds",
@@ -102,15 +101,21 @@ def test_the_layers_point_one_way():
     }
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
     assert graph["model"] == {"kernels"} and graph["kernels"] == set()  # the network and its layers: Flax only
-    assert graph["schedule"] <= {"plots", "records", "errors"}
+    # The computing modules draw nothing and parse no command line themselves (jaxcifar.show does it for them).
+    trees = modules()
+    for computing in ("schedule", "model", "kernels", "steps", "augment", "augment_device", "data", "parallel"):
+        outside = {m.partition(".")[0] for m, _ in imported(trees[computing])}
+        assert not {"plots", "show", "train"} & graph[computing] and not {"argparse", "matplotlib"} & outside, computing
+    assert graph["schedule"] == set() and "data" not in graph["steps"] and "steps" not in graph["checkpoint"]
+    assert "checkpoint" not in graph["runlog"]
     assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["predict"]
-    assert "predict" in graph["gradcam"] and not {"train", "steps", "gradcam"} & graph["predict"]  # loads, no training
+    assert "predict" in graph["gradcam"] and not {"train", "gradcam"} & graph["predict"]  # loads, no training
     for numpy_only in ("data", "augment", "loader"):
         assert not {"steps", "train", "checkpoint", "model"} & graph[numpy_only], numpy_only
 
 
 def commands():
-    from jaxcifar import augment, gradcam, lr_range, model, predict, schedule, seeds, train
+    from jaxcifar import gradcam, lr_range, predict, seeds, show, train
     from research import (
         benchmark,
         benchmark_augment,
@@ -130,7 +135,7 @@ def commands():
     )
 
     return [
-        *(train, lr_range, gradcam, predict, schedule, augment, model, seeds),
+        *(train, lr_range, gradcam, predict, show, seeds),
         *(benchmark, benchmark_augment, carry_copy, collect_run, config_walk, conv_layers),
         *(cpu24_runs, cpu_variants, ctrl_c_latency, device_check, jpeg_quality, lr_rules, readme_tables, step_digest),
         lr_rule_stability,
@@ -159,14 +164,17 @@ def test_every_flag_of_every_command_says_what_it_does_and_its_default(monkeypat
     import argparse
 
     for module in commands():
-        parser = parser_of(module.main, monkeypatch)
-        assert parser.description and not parser.description.startswith(module.__name__), module.__name__
-        for action in parser._actions:
-            if action.dest in ("help", "version") or action.help == argparse.SUPPRESS:  # help, version, internals
-                continue
-            text = action.help or ""
-            documented = "default" in text or "required" in text or action.required or not action.option_strings
-            assert text and documented, f"{module.__name__}: {action.option_strings or action.dest}"
+        parsers = [parser_of(module.main, monkeypatch)]
+        for parser in parsers:
+            assert parser.description and not parser.description.startswith(module.__name__), module.__name__
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):  # a subcommand's flags are checked too
+                    parsers.extend(action.choices.values())
+                if action.dest in ("help", "version") or action.help == argparse.SUPPRESS:  # help, version, internals
+                    continue
+                text = action.help or ""
+                documented = "default" in text or "required" in text or action.required or not action.option_strings
+                assert text and documented, f"{module.__name__} {parser.prog}: {action.option_strings or action.dest}"
 
 
 def test_the_lr_range_test_lists_only_its_own_flags(monkeypatch):
@@ -268,7 +276,7 @@ def test_the_commands_start_again_once_with_huge_pages_on_linux(monkeypatch):
     assert calls == []
     monkeypatch.undo()
     if sys.platform == "linux":  # the real restart: the module runs in the same process, with the variable
-        code = "from jaxcifar.startup import exec_with_huge_pages as e; e('jaxcifar.model', ['--width', '4'])"
+        code = "from jaxcifar.startup import exec_with_huge_pages as e; e('jaxcifar.show', ['model', '--width', '4'])"
         env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JAXCIFAR_HUGE_PAGES")}
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert "Total params: 26,340" in done.stdout
