@@ -1,7 +1,7 @@
 """jaxcifar: a fast, faithful CIFAR-10 ResNet-9 in JAX/Flax.
 
 Modules, one concept each (dependencies point one way):
-  config      every setting of a run, its presets and its flags
+  config      every setting of a run and its presets (flags: the command line made from it)
   model       the ResNet-9 network (Flax linen)
   data        CIFAR-10 from tfds, the official archive, image folders, or synthetic
   augment     the augmentation recipe on batches (NumPy; augment_device: the same in the step)
@@ -15,6 +15,7 @@ Modules, one concept each (dependencies point one way):
   predict     a trained run on your own images: load_run, predict
   plots       every figure, drawn from arrays and run files
   seeds       several seeds of one recipe: the mean and the spread
+  show        the network's layers, the LR triangle, augmented samples (python -m jaxcifar.show)
   parallel, records, console, errors, startup   devices; files; what a user sees; before JAX loads
 
 Importing the package imports none of them and changes nothing in the environment,

@@ -47,23 +47,12 @@ TrainState = Any  # steps.TrainState, or its abstract shapes (jax.eval_shape): a
 FOLDER = "checkpoints"
 FILES = "checkpoint-files.json"  # in the run folder: {step: {file: [bytes, crc32]}} of each finished checkpoint
 DAMAGED = "checkpoints-damaged"  # in the run folder: checkpoints set aside by a resume
-FORMAT = 2  # 1 was jaxcifar 0.1's flax msgpack files (latest.msgpack, best.msgpack)
+FORMAT = 2  # of the JSON saved beside each checkpoint (1: jaxcifar 0.1's flax msgpack files, no longer read)
 
 
 def _rank(metrics: dict) -> tuple[float, int]:
     # The highest accuracy; among equals the earliest step, as `accuracy > best` picks it.
     return metrics["test_accuracy"], -metrics["step"]
-
-
-def check_format(directory: Path) -> None:
-    """Raises ValueError if `directory` holds checkpoints of jaxcifar 0.1 (flax msgpack)."""
-    old = [p.name for p in (directory / "latest.msgpack", directory / "best.msgpack") if p.exists()]
-    if old:
-        raise ValueError(
-            f"{directory} holds checkpoints written by jaxcifar 0.1 ({', '.join(old)}), which this version "
-            "cannot read: it keeps orbax checkpoints. Finish that run with the version that started it "
-            "(git checkout 17b0515), or start a new run."
-        )
 
 
 def abstract_state(state: TrainState, mesh) -> TrainState:
@@ -83,7 +72,6 @@ class Checkpoints:
 
     def __init__(self, run: str | Path, *, read_only: bool = False):
         self.directory = (Path(run) / FOLDER).absolute()
-        check_format(self.directory)
         if read_only and not self.directory.is_dir():
             raise FileNotFoundError(f"no checkpoints in {Path(run)}: is it a jaxcifar run folder?")
         keep = policies.AnyPreservationPolicy(

@@ -1,37 +1,32 @@
-"""One configuration for a run: a frozen dataclass, its presets, its flags, and its JSON.
+"""One configuration for a run: a frozen dataclass, its presets, and its JSON.
 
 `TrainConfig` holds every setting of a training run and of the LR range test
-that may precede it; each field carries its flag's help. Its defaults are the recipe of
-the PyTorch original (SGD momentum 0.9, weight decay 5e-3 added to the gradient,
-batch 512, 24 epochs, one-cycle LR_MAX/10 -> LR_MAX at epoch 5 -> LR_MAX/10 with
-LR_MAX from an LR range test). It is validated on construction, saved as
+that may precede it; each field carries its flag's help (jaxcifar.flags makes the
+command line from them; this module knows nothing of command lines). Its defaults are
+the recipe of the PyTorch original (SGD momentum 0.9, weight decay 5e-3 added to the
+gradient, batch 512, 24 epochs, one-cycle LR_MAX/10 -> LR_MAX at epoch 5 -> LR_MAX/10
+with LR_MAX from an LR range test). It is validated on construction, saved as
 `config.json` with every run, and varied with `dataclasses.replace`.
 
-Presets (`recipe`, `quick`) are applied by `TrainConfig.create`, never by the
-command line alone, and a config checks that it holds the values of the presets
-it names: settings given beside a preset win over it and are listed in
-`overrides`, so config.json says exactly what ran.
+Presets (`recipe`, `quick`) are applied by `TrainConfig.create`, and a config checks
+that it holds the values of the presets it names: settings given beside a preset win
+over it and are listed in `overrides`, so config.json says exactly what ran.
 
     TrainConfig.create(recipe="cifar10-fast")                 # Page's settings
     TrainConfig.create(quick=True, epochs=4)                  # --quick --epochs 4
 
-Each flag is named as its field (`lr_range_iters` is `--lr-range-iters`; older
-names such as `--num-iter` still work), so `to_argv(config)` turns a config back
-into the flags that make it. `None` means "decide at run time": `lr_max=None` runs
-the LR range test, `lr_min=None` is LR_MAX / lr_div, `dtype=None` is bfloat16 on
-GPU/TPU and float32 on CPU, `peak_epoch=None` is 5/24 of the epochs.
+`None` means "decide at run time": `lr_max=None` runs the LR range test, `lr_min=None`
+is LR_MAX / lr_div, `dtype=None` is bfloat16 on GPU/TPU and float32 on CPU,
+`peak_epoch=None` is 5/24 of the epochs.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from jaxcifar import __version__, records  # __version__: the package's attribute, set before its modules
 from jaxcifar.augment import AUGMENTERS, CUTOUT_PLACEMENTS, AugmentConfig
 
 DTYPES = ("float32", "bfloat16")
@@ -88,7 +83,6 @@ MACHINE = (
     "cache_dir",
 )
 RESUMABLE = (*MACHINE, "data", "data_dir", "gradcam", "checkpoint_every", "tensorboard")
-_AUTO_FIELDS = ("lr_max", "lr_min", "dtype")  # "auto" in old config.json files = None
 # The settings that take one of a few values (a None one: "auto" on the command line).
 CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": DTYPES,
@@ -101,22 +95,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_range_mode": LR_RANGE_MODES,
     "recipe": tuple(RECIPES),
 }
-# Switches that are off unless given (--quick), where the others have --x and --no-x.
-SWITCHES = ("quick", "resume", "distributed", "lr_range_partial")
-
-
-# The flag groups of `--help`, in order; the last two are the training command's alone.
-GROUPS = (
-    "data",
-    "model",
-    "optimisation",
-    "augmentation",
-    "LR range test",
-    "run",
-    "schedule and training",
-    "devices and processes",
-)
-TRAIN_ONLY_GROUPS = ("schedule and training", "devices and processes")
 
 
 def setting(default: Any, group: str | None, help: str = "", *, aliases: Sequence[str] = (), shown: str | None = None):
@@ -178,7 +156,6 @@ class TrainConfig:
         10.0,
         "LR range test",
         "the div rule: LR_MIN = LR_MAX / this (OneCycleLR's div_factor)",
-        aliases=["--div-factor"],
     )
     lr_min_fraction: float = setting(
         0.1, "LR range test", "the rise rule: LR_MIN where the accuracy has made this share of its rise"
@@ -209,25 +186,20 @@ class TrainConfig:
     )
     workers: int = setting(0, "augmentation", "augmentation threads", shown="0 = min(4, CPU cores)")
     # LR range test (with lr_max None, or `python -m jaxcifar.lr_range`)
-    lr_range_start: float = setting(1e-4, "LR range test", "first LR of the sweep", aliases=["--start-lr"])
-    lr_range_end: float = setting(0.1, "LR range test", "last LR of the sweep", aliases=["--end-lr"])
+    lr_range_start: float = setting(1e-4, "LR range test", "first LR of the sweep")
+    lr_range_end: float = setting(0.1, "LR range test", "last LR of the sweep")
     lr_range_iters: int = setting(
-        980, "LR range test", "sweep length in steps (10 epochs of 98 batches in the original)", aliases=["--num-iter"]
+        980, "LR range test", "sweep length in steps (10 epochs of 98 batches in the original)"
     )
-    lr_range_mode: str = setting("exp", "LR range test", "spacing of the sweep's LRs", aliases=["--lr-mode"])
+    lr_range_mode: str = setting("exp", "LR range test", "spacing of the sweep's LRs")
     lr_range_rule: str = setting(
         "plateau",
         "LR range test",
         "how LR_MAX is picked from the sweep; plateau: the geometric middle of the LRs whose smoothed accuracy is "
         "within 5%% of its peak, the pick that moves least from one CPU to another (docs/lr_range.md)",
-        aliases=["--rule"],
     )
-    lr_range_smoothing: float = setting(
-        0.05, "LR range test", "EMA factor of the smoothed curves", aliases=["--smoothing"]
-    )
-    lr_range_diverge: float = setting(
-        4.0, "LR range test", "stop when the smoothed loss exceeds this x its best", aliases=["--diverge-factor"]
-    )
+    lr_range_smoothing: float = setting(0.05, "LR range test", "EMA factor of the smoothed curves")
+    lr_range_diverge: float = setting(4.0, "LR range test", "stop when the smoothed loss exceeds this x its best")
     lr_range_json: str | None = setting(
         None, "schedule and training", "reuse the LR range test in this lr_range.json instead of running one",
         shown="none",
@@ -302,9 +274,6 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in _AUTO_FIELDS:  # config.json files of earlier versions wrote "auto"
-            if getattr(self, name) == "auto":
-                object.__setattr__(self, name, None)
         object.__setattr__(self, "overrides", tuple(self.overrides))
         object.__setattr__(self, "changed", tuple(self.changed))
         self._check_numbers()
@@ -430,177 +399,23 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
-        """The config of a config.json (earlier versions' files included)."""
+        """The config of a config.json written by jaxcifar at commit 507796b or later (the oldest run folders
+        this version reads: the delivered width-64 runs among them).
+
+        Raises:
+          ValueError: a key this version does not know, or one it needs that the file lacks.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
-        # Versions up to 0.2.0 had kernel_grad ("xla", or "taps": the kernel gradient as nine
-        # matmuls, the same numbers to float rounding), now a benchmark variant (research/).
-        obj = {k: v for k, v in obj.items() if k != "kernel_grad"}
         if unknown := sorted(set(obj) - known):
             raise ValueError(f"unknown config keys {unknown}: this config.json comes from another version")
-        if "overrides" not in obj:  # written before presets were recorded: what differs from them was given
-            preset = presets(obj.get("recipe", "original"), obj.get("quick", False))
-            obj["overrides"] = tuple(k for k, v in preset.items() if obj.get(k) != v)
-        # Written before --conv existed, when XLA's convolutions were the only ones: a
-        # resumed run keeps them, so its steps stay those it began with.
-        obj.setdefault("conv", "xla")
-        obj.setdefault("batch_norm", "flax")  # likewise before --batch-norm: Flax's BatchNorm
+        if missing := sorted(known - set(obj)):
+            raise ValueError(
+                f"config keys {missing} are missing: this config.json was written before commit 507796b (the "
+                "oldest runs this version reads) or edited; continue that run with the version that started it"
+            )
         return cls(**obj)
 
 
 def presets(recipe: str, quick: bool) -> dict[str, Any]:
     """The settings a recipe (and --quick) give, the recipe winning where both set one."""
     return {**(QUICK if quick else {}), **RECIPES.get(recipe, {})}
-
-
-# --- the command line --------------------------------------------------------------
-
-
-def _float_or_auto(text: str) -> float | None:
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
-
-
-def _choice_or_auto(choices: Sequence[str]):
-    def parse(text: str) -> str | None:
-        if text == "auto":
-            return None
-        if text not in choices:
-            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, {', '.join(choices)})")
-        return text
-
-    return parse
-
-
-_UNSET = object()  # a flag not given on the command line
-
-
-def _shown(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = False) -> None:
-    """Adds a flag for every field of TrainConfig, from its metadata. Unset flags keep the
-    preset's or the default value.
-
-    With `lr_range_only`, only the flags that matter to the LR range test.
-    """
-    groups = {
-        name: parser.add_argument_group(name) for name in GROUPS if not (lr_range_only and name in TRAIN_ONLY_GROUPS)
-    }
-    fields = sorted(
-        (f for f in dataclasses.fields(TrainConfig) if f.metadata.get("group") in groups),
-        key=lambda f: GROUPS.index(f.metadata["group"]),
-    )  # in groups, each group's flags in field order
-    for f in fields:
-        meta, kind = f.metadata, f.type.split("|")[0].strip()  # "float | None" -> "float"
-        optional = "None" in f.type
-        kw: dict[str, Any] = {}
-        if kind == "bool":
-            kw["action"] = "store_true" if f.name in SWITCHES else argparse.BooleanOptionalAction
-            shown = meta["shown"] or ("off" if f.name in SWITCHES else str(f.default))
-        else:
-            shown = meta["shown"] or _shown(f.default)
-            if f.name in CHOICES and optional:  # None is "auto"
-                choices = ("auto", *CHOICES[f.name])
-                kw.update(type=_choice_or_auto(CHOICES[f.name]), metavar="{" + ",".join(choices) + "}")
-            elif f.name in CHOICES:
-                kw["choices"] = CHOICES[f.name]
-            elif kind == "float" and f.name in _AUTO_FIELDS:  # None is "auto": lr_max, lr_min
-                kw["type"] = _float_or_auto
-            elif kind in ("int", "float"):
-                kw["type"] = int if kind == "int" else float
-        flag = "--" + f.name.replace("_", "-")
-        groups[meta["group"]].add_argument(
-            flag, *meta["aliases"], dest=f.name, default=_UNSET, help=f"{meta['help']} (default: {shown})", **kw
-        )
-
-
-def add_version(parser: argparse.ArgumentParser) -> None:
-    """--version: the installed jaxcifar's version (pyproject.toml's, from the package metadata)."""
-    parser.add_argument("--version", action="version", version=f"jaxcifar {__version__}", help="print it and exit")
-
-
-def given_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The TrainConfig settings given on the command line (flags left out are absent)."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in vars(args).items() if k in known and v is not _UNSET}
-
-
-def from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
-    """The config the command line asks for: its flags over --recipe and --quick over the defaults.
-
-    Invalid combinations become argparse errors (exit status 2, message on stderr).
-    """
-    given = given_settings(args)
-    try:
-        if given.get("from_config"):
-            return repeated(given.pop("from_config"), given)
-        return TrainConfig.create(**given)
-    except ValueError as e:
-        parser.error(str(e))
-        raise  # unreachable: parser.error exits
-
-
-# What a repeated run takes from this machine and this command, not from the run it repeats.
-NOT_REPEATED = (*MACHINE, "out", "resume", "overrides", "from_config", "changed")
-
-
-def repeated(path: str | os.PathLike, given: dict[str, Any]) -> TrainConfig:
-    """A new run's config from a run's config.json: its settings, `given` over them (and over its presets).
-
-    The LR pair is the numbers the run trained with (give --lr-max auto for a new sweep); the
-    machine's settings (devices, threads, progress) and --out are this run's. The config
-    records the file (`from_config`) and the settings given over it (`changed`).
-
-    Raises:
-      FileNotFoundError: no such file. ValueError: not a jaxcifar config.json.
-    """
-    path = Path(path)
-    if not path.is_file():
-        where = " (give RUN/config.json, the file)" if path.is_dir() else ""
-        raise FileNotFoundError(f"--config {path}: no such file{where}")
-    try:
-        saved = TrainConfig.from_json(records.read_json(path)["config"])
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"--config {path}: not the config.json of a jaxcifar run (no {e})") from None
-    settings = {f.name: getattr(saved, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in NOT_REPEATED}
-    settings.update(given)
-    return TrainConfig.create(**settings, from_config=str(path), changed=tuple(sorted(given)))
-
-
-def parser(prog: str, description: str, *, lr_range_only: bool = False) -> argparse.ArgumentParser:
-    """The command line of the training (or, with lr_range_only, the LR range test) command."""
-    made = argparse.ArgumentParser(prog=prog, description=description)
-    add_version(made)
-    add_arguments(made, lr_range_only=lr_range_only)
-    return made
-
-
-def parse(argv: Sequence[str] | None, prog: str, description: str, *, lr_range_only: bool = False) -> TrainConfig:
-    made = parser(prog, description, lr_range_only=lr_range_only)
-    return from_args(made.parse_args(argv), made)
-
-
-def to_argv(config: TrainConfig) -> list[str]:
-    """The flags that make `config` (what differs from its presets), for `parse`."""
-    base = TrainConfig.create(recipe=config.recipe, quick=config.quick)
-    argv = (["--recipe", config.recipe] if config.recipe != "original" else []) + (["--quick"] if config.quick else [])
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(config, f.name)
-        if f.name in ("recipe", "quick", "overrides", "changed") or value == getattr(base, f.name):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            if f.name in ("resume", "distributed"):
-                argv.append(flag)
-            else:
-                argv.append(flag if value else f"--no-{flag[2:]}")
-        elif value is None:
-            argv += [flag, "auto"]
-        else:
-            argv += [flag, str(value)]
-    return argv

@@ -34,8 +34,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jaxcifar import startup
-
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 PACKAGE = Path(__file__).resolve().parent
 DEBUG_ENV = "JAXCIFAR_DEBUG"  # "1": tracebacks for every error, for bug reports
@@ -109,6 +107,18 @@ def _quiet_exit() -> None:
     atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
 
+# Ctrl-C while a command starts (startup.prepare installs the first, entry_point calls the second).
+def interrupted_while_starting(signum: int, frame: object) -> None:
+    print("interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True)
+    os._exit(130)  # from Python code between imports: no lock held, no file open for writing
+
+
+def end_startup() -> None:
+    """Python's own Ctrl-C (KeyboardInterrupt) again, where `startup.prepare` set the start-up one."""
+    if signal.getsignal(signal.SIGINT) is interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def stop_status(signal_name: str | None) -> int:
     """The exit status of work stopped by a signal: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)."""
     return EXIT_TERMINATED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
@@ -148,7 +158,7 @@ def entry_point(main: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(main)
     def run(argv=None):
-        startup.end_startup()  # Ctrl-C is KeyboardInterrupt again, answered below
+        end_startup()  # Ctrl-C is KeyboardInterrupt again, answered below
         _quiet_exit()
         if not debugging():
             _quiet_disk_full()

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from jaxcifar import config as config_lib
-from jaxcifar import plots, records, startup
+from jaxcifar import flags, plots, records, startup
+from jaxcifar import steps as steps_lib
 from jaxcifar.augment import AugmentConfig, denormalize, normalize
 from jaxcifar.data import CIFAR10, CLASS_NAMES
 from jaxcifar.errors import UsageError, entry_point
@@ -135,17 +135,9 @@ def gradcam(
     return GradCAM(maps, weights, raw, logits, chosen)
 
 
-@functools.partial(jax.jit, static_argnames="model")
-def _logits(model: ResNet9, variables: dict, images: jax.Array) -> jax.Array:
-    return model.apply(variables, images, train=False)
-
-
 def predict_classes(model: ResNet9, variables: dict, images: np.ndarray, batch: int = 500) -> np.ndarray:
     """int[N] predicted classes of uint8 images (normalised here), in batches."""
-    out = []
-    for i in range(0, len(images), batch):
-        out.append(np.asarray(jnp.argmax(_logits(model, variables, normalize(images[i : i + batch])), -1)))
-    return np.concatenate(out) if out else np.zeros(0, int)
+    return np.argmax(steps_lib.logits(model, variables, images, batch), axis=-1)
 
 
 def pick_misclassified(
@@ -300,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         prog="python -m jaxcifar.gradcam",
         description="Draw Grad-CAM heat maps of misclassified test images for a finished training run.",
     )
-    config_lib.add_version(parser)
+    flags.add_version(parser)
     parser.add_argument("--run", required=True, help="a run folder written by python -m jaxcifar.train (required)")
     parser.add_argument("--out", help="folder for the figures (default: the run folder)")
     parser.add_argument(

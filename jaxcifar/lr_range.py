@@ -22,7 +22,7 @@ status 130 or 143), so no training starts from a partial sweep.
 
 Rules for LR_MAX (`--lr-range-rule`), over the records without the first 10 and
 last 5 iterations (torch-lr-finder's skip_start/skip_end), where they are noisy:
-  accuracy      the LR of the highest smoothed batch accuracy (the default).
+  accuracy      the LR of the highest smoothed batch accuracy (the default until issue 46).
   accuracy-raw  the LR of the highest single-batch (unsmoothed) accuracy over the
                 whole sweep: exactly the PyTorch original's pick (0.0444, iteration
                 864 of 980, in its modified torch-lr-finder).
@@ -33,7 +33,7 @@ last 5 iterations (torch-lr-finder's skip_start/skip_end), where they are noisy:
                 2.5): the longest run of falling smoothed losses (the longest strictly
                 decreasing subsequence of the curve, start to end), and the LR half way
                 into it (index start + int(d / 3) + int(d / 6) for a valley d long).
-  plateau       the geometric middle of the accuracy plateau: the LRs whose smoothed
+  plateau       (the default) the geometric middle of the accuracy plateau: the LRs whose smoothed
                 accuracy is at least PLATEAU_FRACTION (0.95) of its peak. On a flat top
                 the highest point is decided by the noise of single batches (the full
                 CPU sweep: 0.0087 to 0.097, a factor of 11, within 5% of the peak); the
@@ -57,19 +57,18 @@ from __future__ import annotations
 
 import sys
 
-from jaxcifar import config as config_lib
-from jaxcifar import startup
+from jaxcifar import flags, startup
 
 PROG = "python -m jaxcifar.lr_range"
 DESCRIPTION = "Sweep the learning rate up on a fresh model, record loss and accuracy, and suggest LR_MAX and LR_MIN."
 
 if __name__ == "__main__":  # the command line, before JAX loads: --help at once, XLA's CPU flags, huge pages
-    startup.prepare("jaxcifar.lr_range", sys.argv[1:], lambda: config_lib.parser(PROG, DESCRIPTION, lr_range_only=True))
+    startup.prepare("jaxcifar.lr_range", sys.argv[1:], lambda: flags.parser(PROG, DESCRIPTION, lr_range_only=True))
 
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,22 +90,27 @@ SKIP_START, SKIP_END = 10, 5
 CHECK_EVERY = 16
 
 
-def lr_sequence(start: float, end: float, num_iter: int, mode: str = "exp") -> np.ndarray:
-    """float64[num_iter]: the sweep's LRs, from `start` to `end` inclusive.
+def sweep_schedule(start: float, end: float, num_iter: int, mode: str = "exp"):
+    """step -> the sweep's LR at that step, from `start` (step 0) to `end` (step num_iter - 1).
 
     exp: start * (end / start) ** (i / (num_iter - 1)), a constant ratio per step.
     linear: start + (end - start) * i / (num_iter - 1).
+    One definition for the jitted step (a traced step) and the record (NumPy steps).
     """
     if not 0 < start < end:
-        raise ValueError(f"the sweep needs 0 < start-lr < end-lr, got start={start}, end={end}")
+        raise ValueError(f"the sweep needs 0 < lr-range-start < lr-range-end, got start={start}, end={end}")
     if num_iter < 2:
-        raise ValueError(f"the sweep needs num-iter >= 2, got {num_iter}")
-    t = np.arange(num_iter) / (num_iter - 1)
+        raise ValueError(f"the sweep needs lr-range-iters >= 2, got {num_iter}")
     if mode == "exp":
-        return start * (end / start) ** t
+        return lambda step: start * (end / start) ** (step / (num_iter - 1))
     if mode == "linear":
-        return start + (end - start) * t
+        return lambda step: start + (end - start) * step / (num_iter - 1)
     raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+
+
+def lr_sequence(start: float, end: float, num_iter: int, mode: str = "exp") -> np.ndarray:
+    """float64[num_iter]: the sweep's LRs, `sweep_schedule` at steps 0..num_iter-1."""
+    return np.asarray(sweep_schedule(start, end, num_iter, mode)(np.arange(num_iter, dtype=np.float64)))
 
 
 def smooth(values: Sequence[float], factor: float = 0.05) -> np.ndarray:
@@ -126,6 +130,44 @@ def divergence(smoothed_loss: np.ndarray, factor: float) -> int | None:
     best = np.minimum.accumulate(smoothed_loss)
     bad = np.flatnonzero((smoothed_loss > factor * best) | ~np.isfinite(smoothed_loss))
     return int(bad[0]) if len(bad) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A sweep's records: float64[iterations] each, the LR planned for the step and what it measured."""
+
+    lr: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray  # of each training batch, augmented
+    smoothed_loss: np.ndarray
+    smoothed_accuracy: np.ndarray
+
+    FIELDS = ("lr", "loss", "accuracy", "smoothed_loss", "smoothed_accuracy")
+
+    @classmethod
+    def of(cls, records: Mapping[str, Sequence[float]] | Sweep) -> Sweep:
+        """The sweep of lr_range.json's "records" (lists), or of arrays under the same names."""
+        if isinstance(records, Sweep):
+            return records
+        return cls(**{k: np.asarray(records[k], dtype=np.float64) for k in cls.FIELDS})
+
+    @classmethod
+    def measured(cls, lr: np.ndarray, loss: np.ndarray, accuracy: np.ndarray, smoothing: float) -> Sweep:
+        return cls(lr, loss, accuracy, smooth(loss, smoothing), smooth(accuracy, smoothing))
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {k: getattr(self, k).tolist() for k in self.FIELDS}
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def read(self) -> Sweep:
+        """The iterations the rules read: without the noisy first and last ones, when enough remain."""
+        w = _window(len(self))
+        return Sweep(*(getattr(self, k)[w] for k in self.FIELDS))
+
+    def until(self, iterations: int) -> Sweep:
+        return Sweep(*(getattr(self, k)[:iterations] for k in self.FIELDS))
 
 
 # The smallest rise of the smoothed batch accuracy (absolute) that `rise` reads as a rise.
@@ -148,14 +190,59 @@ def too_short(n: int) -> str | None:
 PLATEAU_FRACTION = 0.95
 
 
-def accuracy_plateau(rec: dict[str, np.ndarray], fraction: float = PLATEAU_FRACTION) -> tuple[float, float, float]:
+def accuracy_plateau(sweep: Sweep | Mapping, fraction: float = PLATEAU_FRACTION) -> tuple[float, float, float]:
     """(lowest LR, highest LR, peak) where the smoothed accuracy is at least `fraction` of its
     peak, over the iterations the rules read: the stretch of LRs among which the peak is noise."""
-    window = _window(len(rec["lr"]))
-    lr, acc = np.asarray(rec["lr"])[window], np.asarray(rec["smoothed_accuracy"], dtype=float)[window]
-    peak = float(np.nanmax(acc))
-    on = np.flatnonzero(acc >= fraction * peak)
-    return float(lr[on[0]]), float(lr[on[-1]]), peak
+    read = Sweep.of(sweep).read()
+    peak = float(np.nanmax(read.smoothed_accuracy))
+    on = np.flatnonzero(read.smoothed_accuracy >= fraction * peak)
+    return float(read.lr[on[0]]), float(read.lr[on[-1]]), peak
+
+
+def _finite(values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    return np.where(np.isfinite(values), values, fill)
+
+
+# LR_MAX rules (see the module docstring): each a function of the sweep.
+def rule_accuracy(sweep: Sweep) -> float:
+    read = sweep.read()
+    return float(read.lr[int(np.nanargmax(read.smoothed_accuracy))])
+
+
+def rule_accuracy_raw(sweep: Sweep) -> float:  # the whole sweep, unsmoothed: the PyTorch original's pick
+    return float(sweep.lr[int(np.nanargmax(sweep.accuracy))])
+
+
+def rule_steepest(sweep: Sweep) -> float:
+    read = sweep.read()
+    loss = _finite(read.smoothed_loss)
+    slope = np.gradient(loss, np.log(read.lr)) if len(read) > 1 else np.zeros(1)
+    return float(read.lr[int(np.nanargmin(slope))])
+
+
+def rule_min_loss(sweep: Sweep) -> float:
+    read = sweep.read()
+    return float(read.lr[int(np.nanargmin(_finite(read.smoothed_loss)))] / 10)
+
+
+def rule_valley(sweep: Sweep) -> float:
+    read = sweep.read()
+    return float(read.lr[valley_index(_finite(read.smoothed_loss, np.inf))])
+
+
+def rule_plateau(sweep: Sweep) -> float:
+    low, high, _ = accuracy_plateau(sweep)
+    return float(np.sqrt(low * high))
+
+
+LR_MAX_RULES = {
+    "accuracy": rule_accuracy,
+    "accuracy-raw": rule_accuracy_raw,
+    "steepest": rule_steepest,
+    "min-loss": rule_min_loss,
+    "valley": rule_valley,
+    "plateau": rule_plateau,
+}
 
 
 def valley_index(loss: np.ndarray) -> int:
@@ -174,33 +261,19 @@ def valley_index(loss: np.ndarray) -> int:
     return max(0, start + int(third) + int(third / 2))  # (fastai would wrap -1 round to the last LR)
 
 
-def suggest(rec: dict[str, np.ndarray]) -> dict[str, float]:
-    """LR_MAX by each rule (see the module docstring), from a sweep's records.
-
-    Args:
-      rec: float arrays lr, loss, accuracy, smoothed_loss, smoothed_accuracy, one per iteration.
-    """
-    window = _window(len(rec["lr"]))
-    lr, loss, acc = rec["lr"][window], rec["smoothed_loss"][window], rec["smoothed_accuracy"][window]
-    loss = np.where(np.isfinite(loss), loss, np.nan)
-    slope = np.gradient(loss, np.log(lr)) if len(lr) > 1 else np.zeros(1)
-    return {
-        "accuracy": float(lr[int(np.nanargmax(acc))]),
-        "accuracy-raw": float(rec["lr"][int(np.nanargmax(rec["accuracy"]))]),
-        "steepest": float(lr[int(np.nanargmin(slope))]),
-        "min-loss": float(lr[int(np.nanargmin(loss))] / 10),
-        "valley": float(lr[valley_index(np.where(np.isfinite(loss), loss, np.inf))]),
-        "plateau": float(np.sqrt(np.prod(accuracy_plateau(rec)[:2]))),
-    }
+def suggest(sweep: Sweep | Mapping) -> dict[str, float]:
+    """LR_MAX by each rule, from a sweep (or its records)."""
+    sweep = Sweep.of(sweep)
+    return {name: rule(sweep) for name, rule in LR_MAX_RULES.items()}
 
 
-def suggest_min(rec: dict[str, np.ndarray], lr_max: float, div: float, fraction: float) -> dict[str, dict]:
+def suggest_min(sweep: Sweep | Mapping, lr_max: float, div: float, fraction: float) -> dict[str, dict]:
     """LR_MIN by each rule, for a given LR_MAX: {rule: {"lr": value or None, "note": why}}.
 
     A rule that cannot decide gives lr None and says why in its note.
     """
-    window = _window(len(rec["lr"]))
-    lr, loss, acc = rec["lr"][window], rec["smoothed_loss"][window], rec["smoothed_accuracy"][window]
+    read = Sweep.of(sweep).read()
+    lr, loss, acc = read.lr, read.smoothed_loss, read.smoothed_accuracy
     out = {"div": {"lr": lr_max / div, "note": f"LR_MAX / {div:g}"}}
     top = int(np.searchsorted(lr, lr_max, side="right"))  # the sweep up to LR_MAX
     rise = float(np.max(acc[:top]) - acc[0]) if top else 0.0
@@ -227,18 +300,18 @@ def choose(result: dict, rule: str, min_rule: str, div: float, fraction: float) 
     "lr_min_rule" is the rule that gave LR_MIN: `min_rule`, or "div" when that could
     not decide; "fallback" then says why (else None).
     """
-    rec = {k: np.asarray(v, dtype=np.float64) for k, v in result["records"].items()}
-    lr_max = suggest(rec)[rule]
-    return {"lr_max": lr_max, **pick_min(rec, lr_max, min_rule, div, fraction)}
+    sweep = Sweep.of(result["records"])
+    lr_max = LR_MAX_RULES[rule](sweep)
+    return {"lr_max": lr_max, **pick_min(sweep, lr_max, min_rule, div, fraction)}
 
 
-def pick_min(rec: dict[str, np.ndarray], lr_max: float, min_rule: str, div: float, fraction: float) -> dict:
+def pick_min(sweep: Sweep | Mapping, lr_max: float, min_rule: str, div: float, fraction: float) -> dict:
     """LR_MIN for `lr_max` by `min_rule`, or by div where that rule cannot decide.
 
     Returns {"lr_min", "lr_min_rule" (the rule that gave it), "fallback" (why not
     `min_rule`, else None)}.
     """
-    found = suggest_min(rec, lr_max, div, fraction)
+    found = suggest_min(sweep, lr_max, div, fraction)
     chosen = found[min_rule]
     if chosen["lr"] is None:
         return {
@@ -258,13 +331,9 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     `stopped_by` (the signal's name) in the result.
     """
     mesh = mesh if mesh is not None else parallel.make_mesh(config.devices)
-    lrs = lr_sequence(config.lr_range_start, config.lr_range_end, config.lr_range_iters, config.lr_range_mode)
-    start, end, n = config.lr_range_start, config.lr_range_end, config.lr_range_iters
-
-    def schedule(step):  # lr_sequence, evaluated on the device
-        if config.lr_range_mode == "exp":
-            return start * (end / start) ** (step / (n - 1))
-        return start + (end - start) * step / (n - 1)
+    n = config.lr_range_iters
+    schedule = sweep_schedule(config.lr_range_start, config.lr_range_end, n, config.lr_range_mode)
+    lrs = lr_sequence(config.lr_range_start, config.lr_range_end, n, config.lr_range_mode)  # the same, on the host
 
     state = parallel.put_replicated(steps_lib.initial_state(config, schedule), mesh)
     steps = steps_lib.compile_run_steps(config, state, mesh, schedule, with_eval=False)
@@ -304,32 +373,24 @@ def sweep(config: TrainConfig, ds: CIFAR10, mesh=None) -> dict:
     seconds = time.perf_counter() - t0
     loss = np.array([float(m["loss"]) for m in fetched])
     acc = np.array([float(m["accuracy"]) for m in fetched])
-    used_lr = np.array([float(m["lr"]) for m in fetched])
-    s_loss = smooth(loss, config.lr_range_smoothing)
-    stop = divergence(s_loss, config.lr_range_diverge)
+    swept = Sweep.measured(lrs[: len(loss)], loss, acc, config.lr_range_smoothing)
+    stop = divergence(swept.smoothed_loss, config.lr_range_diverge)
     if stop is not None:  # cut the records at the first diverging iteration
-        keep = stop + 1
-        raw = loss[stop]
+        raw, s_loss = loss[stop], swept.smoothed_loss
+        best = np.min(s_loss[: stop + 1])
         reason = f"diverged at iteration {stop} (LR {lrs[stop]:.4g}): " + (
             f"loss {raw}"
             if not math.isfinite(raw)
-            else f"smoothed loss {s_loss[stop]:.4g} > {config.lr_range_diverge:g} x best {np.min(s_loss[:keep]):.4g}"
+            else f"smoothed loss {s_loss[stop]:.4g} > {config.lr_range_diverge:g} x best {best:.4g}"
         )
-        loss, acc, used_lr, s_loss = loss[:keep], acc[:keep], used_lr[:keep], s_loss[:keep]
+        swept = swept.until(stop + 1)
     elif request.requested:
         reason = f"stopped by {request.who} after {len(loss)} of {n} iterations" + (
             f", at LR {lrs[len(loss) - 1]:.4g}" if len(loss) else ""
         )
-    np.testing.assert_allclose(used_lr, lrs[: len(used_lr)], rtol=1e-5)  # the device ran the planned LRs
     return {
-        "records": {
-            "lr": lrs[: len(loss)].tolist(),
-            "loss": loss.tolist(),
-            "accuracy": acc.tolist(),
-            "smoothed_loss": s_loss.tolist(),
-            "smoothed_accuracy": smooth(acc, config.lr_range_smoothing).tolist(),
-        },
-        "iterations": len(loss),
+        "records": swept.to_json(),
+        "iterations": len(swept),
         "stopped": reason,
         "seconds": seconds,
         "compile_seconds": steps.compile_seconds,
@@ -394,11 +455,11 @@ def settings(config: TrainConfig, ds: CIFAR10) -> dict:
 
 def suggestions_of(result: dict, config: TrainConfig) -> dict:
     """Every rule's suggestions for both bounds, and the pair `config`'s rules choose."""
-    rec = {k: np.asarray(v, dtype=np.float64) for k, v in result["records"].items()}
+    sweep = Sweep.of(result["records"])
     picked = choose(result, config.lr_range_rule, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
     return {
-        "suggestions": suggest(rec),
-        "lr_min_suggestions": suggest_min(rec, picked["lr_max"], config.lr_div, config.lr_min_fraction),
+        "suggestions": suggest(sweep),
+        "lr_min_suggestions": suggest_min(sweep, picked["lr_max"], config.lr_div, config.lr_min_fraction),
         "rule": config.lr_range_rule,
         "lr_min_rule": picked["lr_min_rule"],
         "lr_min_fraction": config.lr_min_fraction,
@@ -427,13 +488,13 @@ def announce(result: dict) -> None:
 
 def plot(result: dict, path: str | Path):
     """The figure of a sweep: loss and accuracy against LR, every rule's bounds marked, the chosen pair in colour."""
-    rec = {k: np.asarray(v) for k, v in result["records"].items()}
+    sweep = Sweep.of(result["records"])
     return plots.lr_range(
-        rec["lr"],
-        rec["loss"],
-        rec["smoothed_loss"],
-        rec["accuracy"],
-        rec["smoothed_accuracy"],
+        sweep.lr,
+        sweep.loss,
+        sweep.smoothed_loss,
+        sweep.accuracy,
+        sweep.smoothed_accuracy,
         lr_min=result["lr_min"],
         lr_max=result["lr_max"],
         suggestions=result["suggestions"],
@@ -515,8 +576,7 @@ def resolve(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, f
         lr_min = lr_max / config.lr_div
         info["lr_min_rule"] = "div"
     else:  # for the sweep's LR_MAX or the one given
-        rec = {k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()}
-        picked = pick_min(rec, lr_max, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
+        picked = pick_min(Sweep.of(sweep["records"]), lr_max, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
         lr_min = picked["lr_min"]
         info["lr_min_rule"] = picked["lr_min_rule"]
         if picked["fallback"]:
@@ -537,7 +597,7 @@ def resolve(config: TrainConfig, ds: CIFAR10, out: Path, mesh) -> tuple[float, f
 def main(argv: Sequence[str] | None = None) -> dict:
     """`python -m jaxcifar.lr_range`: run the sweep and write lr_range.json/png into --out."""
     startup.set_cpu_flags()  # where main is called from Python: the command line has set them
-    config = config_lib.parse(argv, PROG, DESCRIPTION, lr_range_only=True)
+    config = flags.parse(argv, PROG, DESCRIPTION, lr_range_only=True)
     out = Path(config.out) if config.out else Path("runs") / time.strftime("lr-range-%Y%m%d-%H%M%S")
     if taken := [str(p) for p in (out / "lr_range.json", out / "lr_range.png") if p.exists()]:
         raise FileExistsError(f"{', '.join(taken)} exists; nothing is overwritten. Choose another --out.")

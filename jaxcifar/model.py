@@ -173,11 +173,6 @@ class ResNet9(nn.Module):
         return self.perturb(name, x)
 
 
-def predict(model: ResNet9, variables: dict, images: jax.Array) -> jax.Array:
-    """Class probabilities float32[N, num_classes] in eval mode."""
-    return jax.nn.softmax(model.apply(variables, images, train=False), axis=-1)
-
-
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def init_variables(model: ResNet9, rng: jax.Array, image_size: int = 32) -> dict:
     """`{'params', 'batch_stats'}` for a model, from a key.

@@ -19,7 +19,6 @@ dropped). The network runs in float32 whatever the run trained in.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,10 +30,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxcifar import checkpoint as checkpoint_lib
-from jaxcifar import config as config_lib
-from jaxcifar import records
+from jaxcifar import flags, records
 from jaxcifar import steps as steps_lib
-from jaxcifar.augment import normalize
 from jaxcifar.config import TrainConfig
 from jaxcifar.data import CLASS_NAMES, IMAGE_SHAPE
 from jaxcifar.errors import UsageError, entry_point
@@ -113,20 +110,12 @@ def cifar_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     )
 
 
-@functools.partial(jax.jit, static_argnames="model")
-def _probabilities(model: ResNet9, variables: dict, images: jax.Array) -> jax.Array:
-    return jax.nn.softmax(model.apply(variables, images, train=False), axis=-1)
-
-
 def predict(model: ResNet9, variables: dict, images: np.ndarray | Sequence[np.ndarray], batch: int = 500) -> np.ndarray:
     """float32[N, 10] class probabilities of uint8 images (uint8[N, 32, 32, 3], or a list of any sizes).
 
     The softmax of the network's logits (with the run's logit scale, as its loss saw them).
     """
-    images = cifar_batch(images)
-    out = [np.asarray(_probabilities(model, variables, normalize(images[i : i + batch])))
-           for i in range(0, len(images), batch)]  # fmt: skip
-    return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+    return np.asarray(jax.nn.softmax(steps_lib.logits(model, variables, cifar_batch(images), batch), axis=-1))
 
 
 def top_k(probabilities: np.ndarray, k: int = 3, names: Sequence[str] = CLASS_NAMES) -> list[list[tuple[str, float]]]:
@@ -138,7 +127,7 @@ def top_k(probabilities: np.ndarray, k: int = 3, names: Sequence[str] = CLASS_NA
 @entry_point
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m jaxcifar.predict", description=__doc__.splitlines()[0])
-    config_lib.add_version(parser)
+    flags.add_version(parser)
     parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, ...; any size)")
     parser.add_argument("--run", required=True, type=Path, help="a run folder written by jaxcifar.train (required)")
     parser.add_argument(

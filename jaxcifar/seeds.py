@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxcifar import config as config_lib
 from jaxcifar import data as data_lib
-from jaxcifar import lr_range, parallel, records, startup, train
+from jaxcifar import flags, lr_range, parallel, records, startup, train
 from jaxcifar.errors import entry_point
 from jaxcifar.loader import load_data
 
@@ -106,12 +106,12 @@ def main(argv=None) -> dict:
         default=None,
         help="seconds: start no further seed once the last one's time would pass this (default: no limit)",
     )
-    config_lib.add_version(parser)
-    config_lib.add_arguments(parser)
+    flags.add_version(parser)
+    flags.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be positive, got {args.seeds}")
-    config = config_lib.from_args(args, parser)
+    config = flags.from_args(args, parser)
     if config.resume:
         parser.error(
             "--resume applies to one run; resume a seed with python -m jaxcifar.train --out OUT/seed-K --resume"

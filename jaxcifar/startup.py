@@ -18,6 +18,8 @@ from collections.abc import Callable, MutableMapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from jaxcifar import errors
+
 # XLA:CPU (jaxlib 0.10) hands convolutions and dots to YNNPACK by default; its convolution
 # kernel gradients made the training step at batch 512 0.46x as fast as XLA's own kernels
 # on the 2-core development CPU (docs/performance.md). "=" with no value switches it off.
@@ -95,16 +97,5 @@ def prepare(module: str, argv: Sequence[str], parser: Callable[[], object]) -> N
         _ynnpack_off(os.environ)
         exec_with_huge_pages(module, argv)
     # Ctrl-C while JAX and the rest import (seconds): one line and 130, not a page of import traceback.
-    # The command's entry point puts Python's own handler back (`end_startup`) before any work starts.
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
-
-
-def _interrupted_while_starting(signum: int, frame: object) -> None:
-    print("interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True)
-    os._exit(130)  # from Python code between imports: no lock held, no file open for writing
-
-
-def end_startup() -> None:
-    """Python's own Ctrl-C (KeyboardInterrupt) again, where `prepare` set the start-up one."""
-    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The command's entry point puts Python's own handler back (`errors.end_startup`) before any work starts.
+    signal.signal(signal.SIGINT, errors.interrupted_while_starting)

@@ -28,7 +28,7 @@ import optax
 from flax.training import train_state
 
 from jaxcifar import augment_device, kernels, parallel
-from jaxcifar.augment import AugmentConfig
+from jaxcifar.augment import AugmentConfig, normalize
 from jaxcifar.config import TrainConfig
 from jaxcifar.model import ResNet9, init_variables
 from jaxcifar.schedule import Schedule
@@ -292,3 +292,16 @@ def evaluate(steps: Steps, state: TrainState, batches: Sequence[tuple[jax.Array,
     if "tta_correct" in total:
         means.update(tta_loss=total["tta_loss_sum"], tta_accuracy=total["tta_correct"])
     return {k: float(v / total["count"]) for k, v in means.items()}
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _eval_logits(model: ResNet9, variables: dict, images: jax.Array) -> jax.Array:
+    return model.apply(variables, images, train=False)
+
+
+def logits(model: ResNet9, variables: dict, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """float32[N, classes]: the network's logits (eval mode, with its logit scale) of uint8[N, 32, 32, 3]
+    images, normalised here, `batch` at a time. The one batched forward pass that predict and Grad-CAM use."""
+    out = [np.asarray(_eval_logits(model, variables, normalize(images[i : i + batch])))
+           for i in range(0, len(images), batch)]  # fmt: skip
+    return np.concatenate(out) if out else np.zeros((0, model.num_classes), np.float32)

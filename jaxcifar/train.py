@@ -31,7 +31,7 @@ from __future__ import annotations
 import sys
 
 from jaxcifar import config as config_lib
-from jaxcifar import startup
+from jaxcifar import flags, startup
 
 PROG = "python -m jaxcifar.train"
 DESCRIPTION = (
@@ -40,7 +40,7 @@ DESCRIPTION = (
 )
 
 if __name__ == "__main__":  # the command line, before JAX loads: --help at once, XLA's CPU flags, huge pages
-    startup.prepare("jaxcifar.train", sys.argv[1:], lambda: config_lib.parser(PROG, DESCRIPTION))
+    startup.prepare("jaxcifar.train", sys.argv[1:], lambda: flags.parser(PROG, DESCRIPTION))
 
 import contextlib
 import dataclasses
@@ -341,7 +341,7 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
             ds = subset(ds, config.n_train, config.n_test, seed=config.seed)
         fingerprint = ds.fingerprint()
         if config.resume:
-            check_same_data(out, saved.get("data"), fingerprint)
+            check_same_data(out, saved["data"], fingerprint)
         mesh = parallel.make_mesh(config.devices)
         parallel.check_batch_size(config.batch_size, mesh)
         if main_process:
@@ -408,10 +408,10 @@ def train_and_evaluate(config: TrainConfig, ds: CIFAR10 | None = None, given: It
         return RunResult(summary, trained.state)
 
 
-def check_same_data(out: Path, saved: dict | None, fingerprint: dict) -> None:
+def check_same_data(out: Path, saved: dict, fingerprint: dict) -> None:
     """Raises UsageError if the run in `out` recorded (`saved`, its config.json's "data") other data than
-    `fingerprint` (runs from before 0.3 recorded none: not checked)."""
-    if saved is None or saved["sha256"] == fingerprint["sha256"]:
+    `fingerprint`."""
+    if saved["sha256"] == fingerprint["sha256"]:
         return
 
     def name(f: dict) -> str:
@@ -551,13 +551,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     Exits 1 when the run fails, 2 on bad input, 130 on Ctrl-C, 143 on SIGTERM.
     """
     startup.set_cpu_flags()  # where main is called from Python: the command line has set them
-    parser = config_lib.parser(PROG, DESCRIPTION)
+    parser = flags.parser(PROG, DESCRIPTION)
     args = parser.parse_args(argv)
-    config = config_lib.from_args(args, parser)
+    config = flags.from_args(args, parser)
     if config.distributed:
         parallel.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
     parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
-    summary = train_and_evaluate(config, given=config_lib.given_settings(args))
+    summary = train_and_evaluate(config, given=flags.given_settings(args))
     if summary["status"] == "diverged":
         raise SystemExit(EXIT_FAILED)
     if summary["status"] == "interrupted":

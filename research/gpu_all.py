@@ -34,9 +34,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from jaxcifar import config as config_lib
 from jaxcifar import data as data_lib
-from jaxcifar import lr_range, parallel, records, seeds, startup, train
+from jaxcifar import flags, lr_range, parallel, records, seeds, startup, train
 from jaxcifar.config import TrainConfig
 from jaxcifar.errors import EXIT_FAILED, entry_point
 from jaxcifar.loader import load_data
@@ -45,12 +44,12 @@ from research import benchmark, collect_run
 MAX_FILE_BYTES = 16 * 2**20  # what the device tool brings back of one file
 
 
-def run_config(data: str, flags: str, out: Path) -> TrainConfig:
-    """A run's config from training-command flags (as `python -m jaxcifar.train` reads them), with
+def run_config(data: str, extra: str, out: Path) -> TrainConfig:
+    """A run's config from training-command flags `extra` (as `python -m jaxcifar.train` reads them), with
     the settings every run of the call shares: flip TTA, no checkpoints, no progress bar."""
-    parser = config_lib.parser("research.gpu_all", "one run of the GPU call")
+    parser = flags.parser("research.gpu_all", "one run of the GPU call")
     fixed = ["--data", data, "--out", str(out), "--tta", "--checkpoint-every", "0", "--no-progress"]
-    return config_lib.from_args(parser.parse_args([*shlex.split(flags), *fixed]), parser)
+    return flags.from_args(parser.parse_args([*shlex.split(extra), *fixed]), parser)
 
 
 class Call:
@@ -139,14 +138,14 @@ def run_seeds(
     return spent
 
 
-def bench(call: Call, data: str, flags: str, margin: float) -> None:
+def bench(call: Call, data: str, extra: str, margin: float) -> None:
     """research.benchmark in this process, bounded by what is left less `margin` (its longest section)."""
     if not call.fits("bench", margin):
         return
     t0 = time.perf_counter()
     path = call.root / "results" / f"benchmark-{call.device}.json"
     argv = ["--data", data, "--force", "--out", str(path), "--budget", f"{call.left() - margin:.0f}"]
-    benchmark.main([*argv, *shlex.split(flags)])
+    benchmark.main([*argv, *shlex.split(extra)])
     call.done("bench", time.perf_counter() - t0, path)
 
 

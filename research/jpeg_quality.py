@@ -36,8 +36,7 @@ import numpy as np
 from PIL import Image
 
 from jaxcifar import checkpoint as checkpoint_lib
-from jaxcifar import config as config_lib
-from jaxcifar import data, gradcam, parallel, records, startup, train
+from jaxcifar import data, flags, gradcam, parallel, records, startup, train
 from jaxcifar import seeds as seeds_lib
 from jaxcifar import steps as steps_lib
 from jaxcifar.config import TrainConfig
@@ -213,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--json", default=None, help="write the record here too (default: OUT/jpeg-quality.json only)")
     parser.add_argument("--force", action="store_true", help="replace --json if it exists (default: off)")
-    config_lib.add_arguments(parser)
+    flags.add_arguments(parser)
     args = parser.parse_args(argv)
     for spec in args.variants:
         try:
@@ -239,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return result
     # Only the last epoch's checkpoint, no Grad-CAM figures to wait for.
     settings = {"progress": False, "gradcam": False, "checkpoint_every": 0}
-    config = TrainConfig.create(**{**settings, **config_lib.given_settings(args)})
+    config = TrainConfig.create(**{**settings, **flags.given_settings(args)})
     out = Path(config.out or "runs/jpeg-quality")
     records.check_new_folder(out)
     if args.json:

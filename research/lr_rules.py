@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcifar import config as config_lib
 from jaxcifar import data as data_lib
-from jaxcifar import lr_range, parallel, records, startup, train
+from jaxcifar import flags, lr_range, parallel, records, startup, train
 from jaxcifar import seeds as seeds_lib
 from jaxcifar.config import LR_MIN_RULES, LR_RULES, TrainConfig
 from jaxcifar.console import say
@@ -148,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         metavar="LR_RULE/LR_MIN_RULE",
         help=f"the pairs to train (default: {' '.join(f'{a}/{b}' for a, b in PAIRS)})",
     )
-    config_lib.add_arguments(parser)
+    flags.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error(f"--seeds must be at least 2 (a spread needs two), got {args.seeds}")
@@ -161,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
     # --quick scale unless told otherwise; only the last epoch's checkpoint, no figures to wait for
     settings = {"quick": True, "progress": False, "gradcam": False, "checkpoint_every": 0}
-    config = TrainConfig.create(**{**settings, **config_lib.given_settings(args)})
+    config = TrainConfig.create(**{**settings, **flags.given_settings(args)})
     out = Path(config.out or "runs/lr-rules")
     records.check_new_folder(out)
     if args.json:

@@ -532,7 +532,7 @@ def block_lr_rule_default(root: Path) -> str:
 
 def _suggest_again(sweep: dict) -> dict[str, float]:
     """Every rule's LR_MAX read off a committed sweep's records by today's rules (older sweeps lack some)."""
-    return lr_range.suggest({k: np.asarray(v, dtype=np.float64) for k, v in sweep["records"].items()})
+    return lr_range.suggest(sweep["records"])
 
 
 def _exists(root: Path, name: str) -> bool:
@@ -740,11 +740,11 @@ def run_kernels(r: dict) -> dict[str, str]:
     (read as a resumed run reads it: XLA's convolutions before --conv, Flax's BatchNorm before
     --batch-norm) and the platform, as the run did.
     """
-    config = TrainConfig.from_json(r.get("config", {}))
-    platform = r.get("platform")
+    config, platform = r.get("config", {}), r.get("platform")
+    width = config.get("width", TrainConfig().width)
     return {
-        "conv": r.get("conv") or kernels.conv_algorithm(config.conv, config.width, platform),
-        "batch_norm": r.get("batch_norm") or kernels.batch_norm_kind(config.batch_norm, config.width, platform),
+        "conv": r.get("conv") or kernels.conv_algorithm(config.get("conv", "xla"), width, platform),
+        "batch_norm": r.get("batch_norm") or kernels.batch_norm_kind(config.get("batch_norm", "flax"), width, platform),
     }
 
 

@@ -76,13 +76,6 @@ def test_the_latest_and_the_best_are_kept(tmp_path):
         assert ckpt.steps() == [60] and ckpt.best_step() == 60
 
 
-def test_checkpoints_of_jaxcifar_0_1_are_named_as_such(tmp_path):
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "latest.msgpack").write_bytes(b"\x80")
-    with pytest.raises(ValueError, match=r"written by jaxcifar 0.1 \(latest.msgpack\).*start a new run"):
-        Checkpoints(tmp_path)
-
-
 def test_a_checkpoint_of_another_width_is_a_clear_error_and_leaves_nothing_behind(tmp_path, monkeypatch):
     with Checkpoints(tmp_path) as ckpt:
         ckpt.save(fresh_state(), Position(0, 0, 0))

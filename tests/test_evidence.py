@@ -209,7 +209,9 @@ def test_every_file_the_readme_links_is_committed():
 def write_sweep_and_recipe(root, lr_max, test_accuracy, train_loss):
     """A 4-LR sweep whose accuracy plateau spans 0.01-0.1, and the recipe's run."""
     (root / "results").mkdir()
-    sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "smoothed_accuracy": [0.2, 0.67, 0.7, 0.68]}}
+    accuracy = [0.2, 0.67, 0.7, 0.68]
+    sweep = {"records": {"lr": [0.001, 0.01, 0.05, 0.1], "loss": [2.0] * 4, "smoothed_loss": [2.0] * 4,
+                         "accuracy": accuracy, "smoothed_accuracy": accuracy}}  # fmt: skip
     (root / "results" / "lr-range-cpu-full.json").write_text(json.dumps(sweep))
     epochs = {"test_accuracy": test_accuracy, "train_loss": train_loss}
     (root / "results" / "cpu-24.json").write_text(json.dumps({"lr_max": lr_max, "epochs": epochs}))

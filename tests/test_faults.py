@@ -45,11 +45,10 @@ def command(*args):
 
 
 def test_a_disk_that_fills_at_the_first_checkpoint_is_one_line_and_resume_ends_as_if_it_had_not(tmp_path):
-    from jaxcifar import config as config_lib
-    from jaxcifar import train
+    from jaxcifar import flags, train
 
     reference = tmp_path / "reference"  # the same flags, trained here, with no fault
-    train.train_and_evaluate(config_lib.parse([*TINY, "--out", str(reference)], "train", ""))
+    train.train_and_evaluate(flags.parse([*TINY, "--out", str(reference)], "train", ""))
     with small_disk(tmp_path / "disk", "80k") as disk:
         out = disk / "run"
         full = command("jaxcifar.train", *TINY, "--out", str(out))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jaxcifar import config as config_lib
+from jaxcifar import flags as flags_lib
 from research import cpu24_runs
 
 
@@ -21,9 +21,9 @@ def test_each_investigation_run_is_one_resumable_train_command(tmp_path):
     assert plateau[-4:] == ["--lr-range-rule", "plateau", "--out", str(tmp_path / "cpu-24-plateau")]
     # every run's flags make the settings its label names
     parser = argparse.ArgumentParser()
-    config_lib.add_arguments(parser)
+    flags_lib.add_arguments(parser)
     made = {
-        name: config_lib.from_args(parser.parse_args([*cpu24_runs.CPU24_COMMON, *flags]), parser)
+        name: flags_lib.from_args(parser.parse_args([*cpu24_runs.CPU24_COMMON, *flags]), parser)
         for name, flags in cpu24_runs.CPU24_FLAGS.items()
     }
     assert (made["cpu-24-lr-original"].lr_max, made["cpu-24-lr-original"].lr_min) == (0.0444, 0.00444)

@@ -37,9 +37,9 @@ def test_linear_sequence():
 
 
 def test_sequence_errors():
-    with pytest.raises(ValueError, match=r"0 < start-lr < end-lr, got start=0.1, end=0.01"):
+    with pytest.raises(ValueError, match=r"0 < lr-range-start < lr-range-end, got start=0.1, end=0.01"):
         lr_range.lr_sequence(0.1, 0.01, 10)
-    with pytest.raises(ValueError, match=r"num-iter >= 2, got 1"):
+    with pytest.raises(ValueError, match=r"lr-range-iters >= 2, got 1"):
         lr_range.lr_sequence(1e-4, 0.1, 1)
 
 
@@ -57,6 +57,33 @@ def test_divergence_index():
     assert lr_range.divergence(s, 4.0) == 5  # 4.1 > 4 x the best so far (1.0)
     assert lr_range.divergence(s[:5], 4.0) is None
     assert lr_range.divergence(np.array([2.0, 1.0, np.nan]), 4.0) == 2
+
+
+def test_the_sweep_schedule_is_one_definition_on_the_host_and_in_a_jitted_step():
+    import jax
+    import jax.numpy as jnp
+
+    schedule = lr_range.sweep_schedule(1e-4, 0.1, 980)
+    on_device = jax.jit(jax.vmap(schedule))(jnp.arange(980))  # as the jitted step evaluates it (float32)
+    np.testing.assert_allclose(np.asarray(on_device), lr_range.lr_sequence(1e-4, 0.1, 980), rtol=1e-5)
+    assert lr_range.sweep_schedule(0.01, 0.05, 5, "linear")(2) == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="mode must be 'exp' or 'linear', got 'cos'"):
+        lr_range.sweep_schedule(0.01, 0.05, 5, "cos")
+
+
+def test_a_sweep_is_typed_reads_back_from_its_json_and_has_a_rule_for_every_setting():
+    from jaxcifar.config import LR_RULES
+
+    lrs = np.geomspace(1e-3, 1.0, 30)
+    sweep = lr_range.Sweep.measured(lrs, np.linspace(2.3, 1.0, 30), np.linspace(0.1, 0.6, 30), smoothing=0.5)
+    again = lr_range.Sweep.of(sweep.to_json())
+    assert len(again) == 30 and again.to_json() == sweep.to_json() and lr_range.Sweep.of(again) is again
+    np.testing.assert_allclose(sweep.smoothed_loss, lr_range.smooth(np.linspace(2.3, 1.0, 30), 0.5))
+    read = sweep.read()  # the first 10 and last 5 iterations left out
+    assert len(read) == 15 and read.lr[0] == lrs[lr_range.SKIP_START] and read.lr[-1] == lrs[-1 - lr_range.SKIP_END]
+    assert len(sweep.until(7)) == 7
+    assert tuple(lr_range.LR_MAX_RULES) == LR_RULES  # each rule a flag value, each flag value a rule
+    assert lr_range.suggest(sweep) == {name: rule(sweep) for name, rule in lr_range.LR_MAX_RULES.items()}
 
 
 def records(lrs, loss, acc, raw_acc=None):
@@ -205,7 +232,7 @@ def signal_at_put(monkeypatch, nth, stop):
 @pytest.mark.parametrize("stop, code, who", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_a_stopped_sweep_keeps_what_it_swept_and_exits(tmp_path, monkeypatch, capsys, stop, code, who):
     signal_at_put(monkeypatch, 12, stop)  # the 12th step runs, the 13th never starts
-    argv = "--data synthetic --n-train 640 --width 4 --batch-size 64 --num-iter 40 --no-progress --out".split()
+    argv = "--data synthetic --n-train 640 --width 4 --batch-size 64 --lr-range-iters 40 --no-progress --out".split()
     with pytest.raises(SystemExit) as exc:
         lr_range.main([*argv, str(tmp_path)])
     assert exc.value.code == code
@@ -325,7 +352,8 @@ def test_a_run_that_sweeps_says_its_lr_pair_once(tmp_path, tiny_data, capsys):
 
 def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
     argv = [
-        *"--data synthetic --n-train 640 --width 4 --batch-size 64 --num-iter 20 --rule steepest --out".split(),
+        *"--data synthetic --n-train 640 --width 4 --batch-size 64 --lr-range-iters 20".split(),
+        *"--lr-range-rule steepest --out".split(),
         str(tmp_path),
         "--no-progress",
     ]
@@ -341,10 +369,13 @@ def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--start-lr", "0.1", "--end-lr", "0.01"], "lr-range-start (0.1) must be below lr-range-end (0.01)"),
-        (["--num-iter", "1"], "needs lr-range-iters >= 2, got 1"),
-        (["--rule", "bogus"], "invalid choice: 'bogus'"),
-        (["--smoothing", "0"], "lr-range-smoothing must be in (0, 1], got 0.0"),
+        (
+            ["--lr-range-start", "0.1", "--lr-range-end", "0.01"],
+            "lr-range-start (0.1) must be below lr-range-end (0.01)",
+        ),
+        (["--lr-range-iters", "1"], "needs lr-range-iters >= 2, got 1"),
+        (["--lr-range-rule", "bogus"], "invalid choice: 'bogus'"),
+        (["--lr-range-smoothing", "0"], "lr-range-smoothing must be in (0, 1], got 0.0"),
     ],
 )
 def test_bad_arguments(argv, message, capsys):

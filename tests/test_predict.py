@@ -1,6 +1,8 @@
 """Tests for jaxcifar.predict and Grad-CAM of your own images: a run used from Python and the command line."""
 
 import json
+import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -136,3 +138,27 @@ def test_grad_cam_of_your_own_image_for_the_predicted_or_a_named_class(tiny_run,
     with pytest.raises(SystemExit) as exc:
         gradcam.main(["--run", str(run), "--class", "cat"])
     assert exc.value.code == 2 and "--class applies to --image" in capsys.readouterr().err
+
+
+DELIVERED = Path(__file__).resolve().parents[2] / "shared" / "runs" / "png-default-s0"
+
+
+@pytest.mark.skipif(not DELIVERED.is_dir(), reason=f"{DELIVERED} (a width-64 run made at 507796b) is not here")
+def test_a_run_folder_of_commit_507796b_loads_predicts_and_resumes_as_complete(tmp_path, capsys):
+    # The compatibility rule: folders written by 507796b or later keep working (issue 47).
+    run = load_run(DELIVERED)
+    assert run.config.width == 64 and run.config.lr_range_rule == "accuracy"  # the default of its day
+    count = sum(x.size for x in jax.tree_util.tree_leaves(run.variables["params"]))
+    assert count == 6_573_120
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    probabilities = predict(run.model, run.variables, images)
+    assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    copy = tmp_path / "run"
+    shutil.copytree(DELIVERED, copy)
+    for path in (copy, *copy.rglob("*")):  # delivered read-only; a resume takes the folder's lock
+        path.chmod(path.stat().st_mode | 0o200)
+    from jaxcifar import train
+
+    summary = train.main(["--out", str(copy), "--resume", "--no-progress"])
+    assert summary["final_test_accuracy"] == json.loads((DELIVERED / "summary.json").read_text())["final_test_accuracy"]
+    assert "is complete (24 of 24 epochs); nothing to resume, nothing changed" in capsys.readouterr().out

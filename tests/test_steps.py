@@ -216,3 +216,14 @@ def test_batch_norm_sums_follow_the_backend_and_width(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert (kernels.batch_norm_kind(None, 64), kernels.batch_norm_kind("matvec", 64)) == ("flax", "matvec")
     assert layers(TrainConfig(width=64)) == ("xla", "flax")
+
+
+def test_the_batched_forward_pass_is_the_models_on_normalised_images_in_any_batch():
+    model = ResNet9(width=4)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+    images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    whole = np.asarray(model.apply(variables, normalize(images), train=False))
+    got = steps.logits(model, variables, images, batch=3)  # batches of 3, 3 and 1
+    assert got.shape == (7, 10) and got.dtype == np.float32
+    np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-6)
+    assert steps.logits(model, variables, images[:0]).shape == (0, 10)

@@ -91,7 +91,7 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
 def test_the_layers_point_one_way():
     graph = local_graph()
     product = {m for m in graph if not m.startswith("research.")}
-    assert len(product) == 24 and not {d for m in product for d in graph[m]} - product  # research is never imported
+    assert len(product) == 25 and not {d for m in product for d in graph[m]} - product  # research is never imported
     # The driver is imported by nothing in the package but the seeds command (and by the studies).
     assert {m for m, deps in graph.items() if "train" in deps} == {
         "seeds",
@@ -101,11 +101,23 @@ def test_the_layers_point_one_way():
     }
     assert "train" not in graph["lr_range"] and "train" not in graph["gradcam"]
     assert graph["model"] == {"kernels"} and graph["kernels"] == set()  # the network and its layers: Flax only
-    # The computing modules draw nothing and parse no command line themselves (jaxcifar.show does it for them).
+    # The computing modules reach no command line and no figure, through any chain of imports
+    # (jaxcifar.show and jaxcifar.flags do that for them).
     trees = modules()
-    for computing in ("schedule", "model", "kernels", "steps", "augment", "augment_device", "data", "parallel"):
-        outside = {m.partition(".")[0] for m, _ in imported(trees[computing])}
-        assert not {"plots", "show", "train"} & graph[computing] and not {"argparse", "matplotlib"} & outside, computing
+
+    def reached(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for dep in graph[todo.pop()] - seen:
+                seen.add(dep)
+                todo.append(dep)
+        return seen
+
+    computing = ("config", "schedule", "model", "kernels", "steps", "augment", "augment_device", "data", "parallel")
+    for name in (*computing, "loader"):
+        outside = {m.partition(".")[0] for mod in {name} | reached(name) for m, _ in imported(trees[mod])}
+        assert not {"plots", "show", "flags", "train"} & reached(name), name
+        assert not {"argparse", "matplotlib"} & outside, name
     assert graph["schedule"] == set() and "data" not in graph["steps"] and "steps" not in graph["checkpoint"]
     assert "checkpoint" not in graph["runlog"]
     assert {"steps", "loader"} <= graph["lr_range"] and "checkpoint" in graph["predict"]
@@ -316,7 +328,7 @@ def test_ctrl_c_while_a_command_imports_is_one_line_and_130():
     import subprocess
     import sys
 
-    from jaxcifar import startup
+    from jaxcifar import errors
 
     code = (
         "import os, signal, time; from jaxcifar import startup; "
@@ -326,9 +338,9 @@ def test_ctrl_c_while_a_command_imports_is_one_line_and_130():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 130 and done.stderr == "interrupted (Ctrl-C) while starting; nothing was written\n"
     # a command's entry point gives Ctrl-C back to Python (KeyboardInterrupt, answered by the command)
-    previous = signal.signal(signal.SIGINT, startup._interrupted_while_starting)
+    previous = signal.signal(signal.SIGINT, errors.interrupted_while_starting)
     try:
-        startup.end_startup()
+        errors.end_startup()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from tiny import TINY_RUN
 
-from jaxcifar import config as config_lib
 from jaxcifar import data as data_lib
-from jaxcifar import gradcam, parallel, records, train
+from jaxcifar import flags, gradcam, parallel, records, train
 from jaxcifar import steps as steps_lib
 from jaxcifar.checkpoint import Checkpoints, abstract_state
 from jaxcifar.config import TrainConfig
@@ -248,9 +247,9 @@ def test_a_run_stopped_by_sigterm_saves_exits_143_and_resumes(tmp_path, monkeypa
 
     monkeypatch.setattr(parallel, "put_batch", put_and_terminate)
     out = tmp_path / "cli"
-    flags = "--data synthetic --n-train 640 --n-test 100 --width 4 --batch-size 64 --epochs 2 --lr-max 0.05"
+    argv = "--data synthetic --n-train 640 --n-test 100 --width 4 --batch-size 64 --epochs 2 --lr-max 0.05"
     with pytest.raises(SystemExit) as exc:
-        train.main([*flags.split(), "--no-progress", "--no-gradcam", "--out", str(out)])
+        train.main([*argv.split(), "--no-progress", "--no-gradcam", "--out", str(out)])
     assert exc.value.code == 143
     err = capsys.readouterr().err
     assert f"Stopped at epoch 2, batch 3; checkpoint saved. Continue with: python -m jaxcifar.train --out {out}" in err
@@ -326,16 +325,6 @@ def test_existing_output_is_never_overwritten(tmp_path):
 def test_resume_needs_a_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--resume: .*config.json not found"):
         train.train_and_evaluate(TrainConfig(out=str(tmp_path / "nothing"), resume=True))
-
-
-def test_a_run_of_jaxcifar_0_1_cannot_be_resumed_here(tmp_path, tiny_run):
-    run = tmp_path / "old"
-    run.mkdir()
-    (run / "config.json").write_text((tiny_run[0] / "config.json").read_text())
-    (run / "checkpoints").mkdir()
-    (run / "checkpoints" / "latest.msgpack").write_bytes(b"\x80")
-    with pytest.raises(ValueError, match=r"written by jaxcifar 0.1"):
-        train.train_and_evaluate(TrainConfig(out=str(run), resume=True))
 
 
 def test_data_unchanged_by_a_resume_of_a_finished_run(tiny_run, capsys):
@@ -600,7 +589,7 @@ def test_config_repeats_a_run_with_the_flags_given_beside_it_winning(tmp_path, t
     source = run / "config.json"
     saved = TrainConfig.from_json(read(source)["config"])
     argv = ["--config", str(source), "--epochs", "2", "--peak-epoch", "1", "--no-gradcam", "--out", str(tmp_path / "b")]
-    again = config_lib.parse([*argv, "--no-progress"], "p", "d")
+    again = flags.parse([*argv, "--no-progress"], "p", "d")
     differ = {f.name for f in dataclasses.fields(TrainConfig) if getattr(again, f.name) != getattr(saved, f.name)}
     assert differ == {"epochs", "gradcam", "out", "from_config", "changed"}  # (the tiny run's peak is at epoch 1 too)
     assert again.changed == ("epochs", "gradcam", "out", "peak_epoch", "progress")  # every flag given beside it
