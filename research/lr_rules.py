@@ -56,7 +56,7 @@ def stability(sweeps: Sequence[dict], config: TrainConfig) -> dict:
     picks_max = {rule: [] for rule in LR_RULES}
     picks_min = {rule: [] for rule in LR_MIN_RULES}
     for result in sweeps:
-        rec = {k: np.asarray(v, dtype=np.float64) for k, v in result["records"].items()}
+        rec = lr_range.Sweep.of(result["records"])
         suggested = lr_range.suggest(rec)
         for rule in LR_RULES:
             picks_max[rule].append(suggested[rule])

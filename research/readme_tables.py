@@ -107,7 +107,7 @@ def block_torch_compare(root: Path) -> str:
 
 def block_lr_rules_full(root: Path) -> str:
     r = _read(root, "lr-range-cpu-full")
-    rec = {k: np.asarray(v, dtype=np.float64) for k, v in r["records"].items()}
+    rec = lr_range.Sweep.of(r["records"])
     div, fraction = r["settings"]["div_factor"], TrainConfig().lr_min_fraction
     rows = [
         [
@@ -148,7 +148,7 @@ def block_lr_range_png(root: Path) -> str:
     div, fraction = TrainConfig().lr_div, TrainConfig().lr_min_fraction
     picks = {}
     for kind, r in sweeps.items():
-        rec = {k: np.asarray(v, dtype=np.float64) for k, v in r["records"].items()}
+        rec = lr_range.Sweep.of(r["records"])
         picks[kind] = {}
         for rule, lr_max in lr_range.suggest(rec).items():
             picks[kind][rule] = (lr_max, lr_range.suggest_min(rec, lr_max, div, fraction))

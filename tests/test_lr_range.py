@@ -324,9 +324,7 @@ def test_lr_min_rules_choose_the_first_lr_of_training(tmp_path, tiny_data):
         out=str(tmp_path / "run"),
     )
     summary = train.train_and_evaluate(cfg, tiny_data)
-    expected = lr_range.suggest_min(
-        {k: np.asarray(v) for k, v in saved["records"].items()}, summary["lr_max"], 10.0, 0.1
-    )["min-loss"]
+    expected = lr_range.suggest_min(saved["records"], summary["lr_max"], 10.0, 0.1)["min-loss"]
     if expected["lr"] is None:  # a fallback is recorded with its reason
         assert summary["lr"]["lr_min_rule"] == "div" and "cannot decide" in summary["lr"]["lr_min_fallback"]
         np.testing.assert_allclose(summary["lr_min"], summary["lr_max"] / 10)
