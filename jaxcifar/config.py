@@ -196,7 +196,7 @@ class TrainConfig:
         "plateau",
         "LR range test",
         "how LR_MAX is picked from the sweep; plateau: the geometric middle of the LRs whose smoothed accuracy is "
-        "within 5%% of its peak, the pick that moves least from one CPU to another (docs/lr_range.md)",
+        "within 5% of its peak, the pick that moves least from one CPU to another (docs/lr_range.md)",
     )
     lr_range_smoothing: float = setting(0.05, "LR range test", "EMA factor of the smoothed curves")
     lr_range_diverge: float = setting(4.0, "LR range test", "stop when the smoothed loss exceeds this x its best")

@@ -128,9 +128,9 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "jaxcifar"
 
 
-def cache_folder(cache_dir: str | os.PathLike | None) -> Path:
-    """The cache folder a run uses: `cache_dir` as given, else `default_cache_dir()`."""
-    return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+def compile_cache_folder(cache_dir: str | os.PathLike | None) -> Path:
+    """Where a run keeps compiled programs: `xla` in `cache_dir` as given, else in `default_cache_dir()`."""
+    return (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "xla"
 
 
 def resolve_source(data: str | os.PathLike | None) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 from jaxcifar import __version__, records  # __version__: the package's attribute, set before its modules
 from jaxcifar.config import CHOICES, MACHINE, TrainConfig
 
-# Switches that are off unless given (--quick), where the others have --x and --no-x.
 AUTO_NUMBERS = ("lr_max", "lr_min")  # numbers whose None is "auto" on the command line
+# Switches that are off unless given (--quick), where the others have --x and --no-x.
 SWITCHES = ("quick", "resume", "distributed", "lr_range_partial")
 
 # The flag groups of `--help`, in order; the last two are the training command's alone.
@@ -97,7 +97,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, lr_range_only: bool = Fals
                 kw["type"] = int if kind == "int" else float
         flag = "--" + f.name.replace("_", "-")
         groups[meta["group"]].add_argument(
-            flag, *meta["aliases"], dest=f.name, default=_UNSET, help=f"{meta['help']} (default: {shown})", **kw
+            flag,
+            *meta["aliases"],
+            dest=f.name,
+            default=_UNSET,
+            help=f"{meta['help']} (default: {shown})".replace(
+                "%",
+                "%%",  # argparse %-formats help; the settings' texts are plain
+            ),
+            **kw,
         )
 
 

@@ -456,9 +456,11 @@ def settings(config: TrainConfig, ds: CIFAR10) -> dict:
 def suggestions_of(result: dict, config: TrainConfig) -> dict:
     """Every rule's suggestions for both bounds, and the pair `config`'s rules choose."""
     sweep = Sweep.of(result["records"])
-    picked = choose(result, config.lr_range_rule, config.lr_min_rule, config.lr_div, config.lr_min_fraction)
+    suggestions = suggest(sweep)
+    lr_max = suggestions[config.lr_range_rule]
+    picked = {"lr_max": lr_max, **pick_min(sweep, lr_max, config.lr_min_rule, config.lr_div, config.lr_min_fraction)}
     return {
-        "suggestions": suggest(sweep),
+        "suggestions": suggestions,
         "lr_min_suggestions": suggest_min(sweep, picked["lr_max"], config.lr_div, config.lr_min_fraction),
         "rule": config.lr_range_rule,
         "lr_min_rule": picked["lr_min_rule"],
@@ -608,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
     records.check_writable(out)
     config = dataclasses.replace(config, out=str(out))
-    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
+    parallel.enable_compilation_cache(data_lib.compile_cache_folder(config.cache_dir))
     result = run(config, load_data(config), out)
     announce(result)
     return result

@@ -116,7 +116,7 @@ def process_slice(batch_size: int) -> slice:
 
 
 def enable_compilation_cache(folder: str | os.PathLike) -> None:
-    """Keeps compiled programs in `folder` (a run's is <cache folder>/xla), so a second run skips compilation.
+    """Keeps compiled programs in `folder` (a run's: `data.compile_cache_folder`), so a second run skips compilation.
 
     Leaves an already chosen cache folder alone.
     """

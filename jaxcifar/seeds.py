@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
     if config.lr_max is None and config.lr_range_json:
         lr_range.load(config.lr_range_json, config.lr_range_partial)
     start = time.perf_counter()
-    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
+    parallel.enable_compilation_cache(data_lib.compile_cache_folder(config.cache_dir))
     ds = load_data(config)
     if config.lr_max is None and not config.lr_range_json:
         sweep_dir = out / "lr_range"

@@ -556,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     config = flags.from_args(args, parser)
     if config.distributed:
         parallel.initialize_distributed(config.coordinator, config.num_processes, config.process_id)
-    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
+    parallel.enable_compilation_cache(data_lib.compile_cache_folder(config.cache_dir))
     summary = train_and_evaluate(config, given=flags.given_settings(args))
     if summary["status"] == "diverged":
         raise SystemExit(EXIT_FAILED)

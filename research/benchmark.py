@@ -257,7 +257,7 @@ def main(argv=None) -> dict:
     except FileExistsError as e:
         parser.error(str(e))
     base = TrainConfig(width=args.width, workers=args.workers)
-    parallel.enable_compilation_cache(data_lib.cache_folder(base.cache_dir) / "xla")
+    parallel.enable_compilation_cache(data_lib.compile_cache_folder(base.cache_dir))
     print(f"{env['device_kind']} x{env['device_count']} ({env['platform']}), jax {env['versions']['jax']}", flush=True)
     if args.data:
         ds = load_cifar10(args.data)

@@ -182,7 +182,7 @@ def main(argv=None) -> dict:
     except (FileExistsError, ValueError) as e:
         parser.error(str(e))
     call = Call(args.out, args.root, args.device, args.budget, args.bench_reserve)
-    parallel.enable_compilation_cache(data_lib.cache_folder(recipe.cache_dir) / "xla")
+    parallel.enable_compilation_cache(data_lib.compile_cache_folder(recipe.cache_dir))
     t0 = time.perf_counter()
     ds = load_data(recipe)
     call.done("data", time.perf_counter() - t0)

@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     records.check_new_folder(out)
     if args.json:
         records.refuse_overwrite(args.json, force=args.force)
-    parallel.enable_compilation_cache(data.cache_folder(config.cache_dir) / "xla")
+    parallel.enable_compilation_cache(data.compile_cache_folder(config.cache_dir))
     result = study(config, out, args.variants, args.seeds)
     records.write_json(out / "jpeg-quality.json", result)
     if args.json:

@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     records.check_new_folder(out)
     if args.json:
         records.refuse_overwrite(args.json, force=args.force)
-    parallel.enable_compilation_cache(data_lib.cache_folder(config.cache_dir) / "xla")
+    parallel.enable_compilation_cache(data_lib.compile_cache_folder(config.cache_dir))
     result = study(config, out, args.seeds, pairs)
     records.write_json(out / "lr-rules.json", result)
     if args.json:

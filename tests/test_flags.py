@@ -97,8 +97,9 @@ def test_every_setting_is_a_flag_that_says_its_fields_help_and_default():
     for f in flagged:
         action = actions[f.name]
         assert action.option_strings[0] == "--" + f.name.replace("_", "-")
-        assert action.help.startswith(f.metadata["help"] + " (default: ")
+        assert action.help.startswith(f.metadata["help"].replace("%", "%%") + " (default: ")  # argparse's escape
     assert actions["lr_range_iters"].option_strings == ["--lr-range-iters"]
+    assert "within 5% of its peak" in " ".join(parser.format_help().split())  # shown as written
     assert actions["from_config"].option_strings == ["--from-config", "--config"]
     assert actions["weight_decay"].help == (
         "L2 coefficient added to the gradient of every parameter (PyTorch SGD style) (default: 0.005)"
